@@ -1,0 +1,72 @@
+"""Numbered schema migrations for the SQL stores, applied in order and recorded in a table.
+
+Each migration is a module with `VERSION`, `NAME` and `upgrade(op)`, written with Alembic's
+dialect-neutral operations so one file serves SQLite and PostgreSQL. The runner is ours (no
+alembic.ini, no env.py): it records applied versions in `aq_schema_migrations` and refuses a
+database that is newer than the code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import ModuleType
+
+import sqlalchemy as sa
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+
+from agentqueue.backends.sql import tables
+from agentqueue.backends.sql.migrations import m0001_initial
+from agentqueue.errors import SchemaMismatch
+
+MIGRATIONS: list[ModuleType] = [m0001_initial]
+LATEST = MIGRATIONS[-1].VERSION
+
+
+def current_version(conn: sa.Connection) -> int:
+    """Return the highest applied version (0 for an empty database)."""
+    if not sa.inspect(conn).has_table(tables.schema_migrations.name):
+        return 0
+    found = conn.execute(sa.select(sa.func.max(tables.schema_migrations.c.version))).scalar()
+    return int(found or 0)
+
+
+def check(conn: sa.Connection) -> None:
+    """Raise `SchemaMismatch` unless the database is exactly at the latest version."""
+    version = current_version(conn)
+    if version < LATEST:
+        raise SchemaMismatch(
+            f"the store's schema is at version {version}, this code needs {LATEST}: "
+            "run `agentqueue migrate` (or open the queue with migrate=True)",
+            current=version,
+            latest=LATEST,
+        )
+    if version > LATEST:
+        raise SchemaMismatch(
+            f"the store's schema is at version {version}, newer than this code ({LATEST}): "
+            "upgrade agentqueue",
+            current=version,
+            latest=LATEST,
+        )
+
+
+def apply(conn: sa.Connection, now: datetime) -> list[str]:
+    """Apply every pending migration on `conn` (inside the caller's transaction)."""
+    version = current_version(conn)
+    if version > LATEST:
+        check(conn)
+    if version == 0:
+        tables.schema_migrations.create(conn, checkfirst=True)
+    op = Operations(MigrationContext.configure(conn))
+    applied: list[str] = []
+    for module in MIGRATIONS:
+        if version >= module.VERSION:
+            continue
+        module.upgrade(op)
+        conn.execute(
+            tables.schema_migrations.insert().values(
+                version=module.VERSION, name=module.NAME, applied_at=now
+            )
+        )
+        applied.append(f"{module.VERSION:04d}_{module.NAME}")
+    return applied

@@ -1,0 +1,62 @@
+"""Conversions between SQL rows and the core's models, and builders of event rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from agentqueue.backends.sql.tables import job_events, jobs
+from agentqueue.models import ErrorRecord, EventType, Job, JobEvent, JobTypeInfo
+from agentqueue.states import JobStatus
+
+
+def job_from_row(row: sa.Row[Any]) -> Job:
+    """Build a `Job` from a full `aq_jobs` row."""
+    return Job.model_validate(dict(row._mapping))  # pyright: ignore[reportPrivateUsage]
+
+
+def event_from_row(row: sa.Row[Any]) -> JobEvent:
+    """Build a `JobEvent` from an `aq_job_events` row."""
+    return JobEvent.model_validate(dict(row._mapping))  # pyright: ignore[reportPrivateUsage]
+
+
+def job_type_from_row(row: sa.Row[Any]) -> JobTypeInfo:
+    """Build a `JobTypeInfo` from an `aq_job_types` row."""
+    return JobTypeInfo.model_validate(dict(row._mapping))  # pyright: ignore[reportPrivateUsage]
+
+
+def event_row(
+    job: Mapping[str, Any],
+    type: EventType,
+    status: JobStatus,
+    at: datetime,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the values of one event row for `job` (a mapping with id, job_type and queue)."""
+    return {
+        "job_id": job["id"],
+        "job_type": job["job_type"],
+        "queue": job["queue"],
+        "type": type.value,
+        "status": status.value,
+        "at": at,
+        "data": data or {},
+    }
+
+
+def error_json(error: ErrorRecord) -> dict[str, Any]:
+    """Return an error record as stored in `error_history`."""
+    return error.model_dump(mode="json")
+
+
+async def insert_events(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert event rows in one statement (nothing when `rows` is empty)."""
+    if rows:
+        await conn.execute(job_events.insert(), rows)
+
+
+JOB_COLUMNS = tuple(jobs.c)
+"""Every column of `aq_jobs`, for RETURNING and SELECT."""

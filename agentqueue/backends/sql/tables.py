@@ -1,0 +1,182 @@
+"""The SQL schema shared by SQLite and PostgreSQL (SQLAlchemy Core).
+
+This module is the head of the schema; `migrations/` builds it step by step, and a test checks
+that a migrated database matches these tables exactly.
+
+Dialect differences are confined to column types: times are `timestamptz` on PostgreSQL and
+integer epoch microseconds on SQLite (exact, compact, ordered as numbers); JSON is `jsonb` on
+PostgreSQL; ids are SQLite rowid aliases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes: `timestamptz` on PostgreSQL, epoch microseconds on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        """Pick the column type per dialect."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.BigInteger())
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        """Convert an aware datetime to the stored form."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware one")
+        if dialect.name == "sqlite":
+            return to_micros(value)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Convert the stored form back to an aware UTC datetime."""
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return from_micros(int(value))
+        return value.astimezone(UTC)
+
+
+def to_micros(value: datetime) -> int:
+    """Return an aware datetime as integer microseconds since the epoch."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    """Return epoch microseconds as an aware UTC datetime."""
+    return EPOCH + timedelta(microseconds=value)
+
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+IdType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "aq_jobs",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("job_type", sa.String(200), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("run_at", UTCDateTime(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("completed_at", UTCDateTime(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("locked_by", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("failure_reason", sa.String(40), nullable=True),
+    sa.Column("error_history", JSONType, nullable=False),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Column("idempotency_key", sa.String(400), nullable=True),
+    sa.Column("timeout", sa.Float(), nullable=True),
+    sa.Column("retry_delay", sa.Float(), nullable=False),
+    sa.Column("retry_backoff", sa.Boolean(), nullable=False),
+    sa.Column("retry_delay_max", sa.Float(), nullable=True),
+    sa.Column("progress", sa.Integer(), nullable=False),
+    sa.Column("progress_message", sa.Text(), nullable=True),
+    sa.Column("output", JSONType, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+)
+
+# The claim reads pending rows in priority order, with or without a queue; both orders are
+# served by a partial index so the claim never sorts the backlog.
+_pending = sa.text("status = 'pending'")
+sa.Index(
+    "aq_jobs_claim_queue",
+    jobs.c.queue,
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    jobs.c.id,
+    sqlite_where=_pending,
+    postgresql_where=_pending,
+)
+sa.Index(
+    "aq_jobs_claim_any",
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    jobs.c.id,
+    sqlite_where=_pending,
+    postgresql_where=_pending,
+)
+_processing = sa.text("status = 'processing'")
+sa.Index(
+    "aq_jobs_lease",
+    jobs.c.lease_expires_at,
+    sqlite_where=_processing,
+    postgresql_where=_processing,
+)
+sa.Index("aq_jobs_status", jobs.c.status, jobs.c.id)
+sa.Index("aq_jobs_type", jobs.c.job_type, jobs.c.id)
+_keyed = sa.text("idempotency_key IS NOT NULL")
+sa.Index(
+    "aq_jobs_idempotency",
+    jobs.c.job_type,
+    jobs.c.idempotency_key,
+    unique=True,
+    sqlite_where=_keyed,
+    postgresql_where=_keyed,
+)
+
+job_tags = sa.Table(
+    "aq_job_tags",
+    metadata,
+    sa.Column("job_id", IdType, sa.ForeignKey("aq_jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag", sa.String(200), primary_key=True),
+)
+sa.Index("aq_job_tags_tag", job_tags.c.tag, job_tags.c.job_id)
+
+job_events = sa.Table(
+    "aq_job_events",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("job_id", IdType, sa.ForeignKey("aq_jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("job_type", sa.String(200), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+)
+sa.Index("aq_job_events_job", job_events.c.job_id, job_events.c.id)
+
+job_types = sa.Table(
+    "aq_job_types",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("payload_schema", JSONType, nullable=False),
+    sa.Column("examples", JSONType, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+schema_migrations = sa.Table(
+    "aq_schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", UTCDateTime(), nullable=False),
+)

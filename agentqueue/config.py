@@ -1,0 +1,51 @@
+"""Settings read from the environment (`AGENTQUEUE_*`), with the defaults in one place."""
+
+from __future__ import annotations
+
+import os
+
+from agentqueue.errors import ConfigError
+
+DEFAULT_URL = "sqlite:///./agentqueue.db"
+"""The store used when neither an argument nor AGENTQUEUE_URL names one."""
+
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_RETRY_DELAY = 10.0
+DEFAULT_RETRY_BACKOFF = True
+DEFAULT_RETRY_DELAY_MAX = 3600.0
+
+DEFAULT_CONCURRENCY = 10
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+
+
+def store_url(url: str | None = None) -> str:
+    """Return `url`, else AGENTQUEUE_URL, else the embedded SQLite default."""
+    return url or os.environ.get("AGENTQUEUE_URL") or DEFAULT_URL
+
+
+def env_float(name: str, default: float) -> float:
+    """Read a positive number from the environment.
+
+    Raises:
+        ConfigError: the variable is set but is not a positive number.
+    """
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, not {raw!r}")
+    return value
+
+
+def env_int(name: str, default: int) -> int:
+    """Read a positive whole number from the environment (see `env_float`)."""
+    value = env_float(name, default)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, not {value}")
+    return int(value)

@@ -1,0 +1,103 @@
+"""The project's own errors: one root, a stable `code` on each, no driver exception escapes a store.
+
+Doors map these to their own shapes (HTTP status, MCP tool error, CLI exit code 2) by `code`,
+so the message a user sees is the one written here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AgentQueueError(Exception):
+    """Root of every error agentqueue raises on purpose."""
+
+    code: ClassVar[str] = "agentqueue_error"
+    """Stable machine-readable name of the error kind."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the error as JSON-ready data: code, message and details."""
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class ConfigError(AgentQueueError):
+    """A setting or URL is malformed or names something that does not exist."""
+
+    code = "config_error"
+
+
+class MissingExtra(ConfigError):
+    """A store's driver is not installed; the message names the pip extra that brings it."""
+
+    code = "missing_extra"
+
+
+class BackendUnavailable(AgentQueueError):
+    """The store cannot be reached or refused the operation for a reason outside the caller."""
+
+    code = "backend_unavailable"
+
+
+class SchemaMismatch(AgentQueueError):
+    """The store's schema is older (run `agentqueue migrate`) or newer than this code."""
+
+    code = "schema_mismatch"
+
+
+class JobNotFound(AgentQueueError):
+    """No job has the given id."""
+
+    code = "job_not_found"
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} does not exist", job_id=job_id)
+        self.job_id = job_id
+
+
+class InvalidTransition(AgentQueueError):
+    """The job is not in a state the requested change applies to."""
+
+    code = "invalid_transition"
+
+
+class LeaseLost(AgentQueueError):
+    """A worker wrote to a job it no longer owns (lease expired, job cancelled or reclaimed)."""
+
+    code = "lease_lost"
+
+
+class PayloadInvalid(AgentQueueError):
+    """A job's payload does not match its job type's schema; `errors` lists each problem."""
+
+    code = "payload_invalid"
+
+    def __init__(
+        self, job_type: str, errors: list[dict[str, Any]], schema: dict[str, Any] | None = None
+    ) -> None:
+        problems = "; ".join(f"{e['loc'] or '(payload)'}: {e['msg']}" for e in errors)
+        super().__init__(
+            f"invalid payload for job type {job_type!r}: {problems}",
+            job_type=job_type,
+            errors=errors,
+            schema=schema,
+        )
+        self.job_type = job_type
+        self.errors = errors
+        self.schema = schema
+
+
+class InvalidArgument(AgentQueueError):
+    """An argument is out of range or malformed (a negative delay, an unknown filter mode …)."""
+
+    code = "invalid_argument"
+
+
+class DuplicateHandler(AgentQueueError):
+    """Two handlers were registered for one job type."""
+
+    code = "duplicate_handler"

@@ -1,0 +1,237 @@
+"""The data every door speaks: pydantic models shared by Python, CLI, REST and MCP."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from agentqueue.clock import utc
+from agentqueue.states import JobStatus
+
+JOB_TYPE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,200}$"
+QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]{1,100}$"
+MAX_TAG_LENGTH = 200
+
+AwareDatetime = Annotated[datetime, AfterValidator(utc)]
+"""A datetime that must carry a time zone; stored and returned as UTC."""
+
+
+class FailureReason(StrEnum):
+    """Why an attempt failed."""
+
+    HANDLER_ERROR = "handler_error"
+    """The handler raised."""
+    TIMEOUT = "timeout"
+    """The handler ran past the job's `timeout`."""
+    NO_HANDLER = "no_handler"
+    """The worker that claimed the job has no handler for its type."""
+    PAYLOAD_INVALID = "payload_invalid"
+    """The stored payload no longer matches the handler's model (not retried)."""
+    LEASE_EXPIRED = "lease_expired"
+    """The worker stopped heartbeating (crash, kill, hang) and the lease ran out."""
+
+
+class TagMode(StrEnum):
+    """How `list_jobs(tags=...)` matches a job's tags."""
+
+    ANY = "any"
+    """The job has at least one of the tags."""
+    ALL = "all"
+    """The job has every one of the tags (and maybe more)."""
+    EXACT = "exact"
+    """The job's tags are exactly these."""
+    NONE = "none"
+    """The job has none of the tags."""
+
+
+class ErrorRecord(BaseModel):
+    """One failed attempt, as kept in `Job.error_history`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    at: datetime
+    reason: FailureReason
+    message: str
+    traceback: str | None = None
+
+
+def _check_tags(tags: list[str]) -> list[str]:
+    seen: list[str] = []
+    for tag in tags:
+        if not tag or len(tag) > MAX_TAG_LENGTH:
+            raise ValueError(f"a tag must be 1-{MAX_TAG_LENGTH} characters, got {tag!r}")
+        if tag not in seen:
+            seen.append(tag)
+    return seen
+
+
+class JobOptions(BaseModel):
+    """Options of one job, shared by `add_job`, `NewJob` and handler defaults.
+
+    `None` means "take the handler's default, else the queue's default".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: Annotated[str, Field(pattern=QUEUE_PATTERN)] | None = None
+    priority: int | None = Field(
+        default=None, ge=-1_000_000, le=1_000_000, description="higher runs first (default 0)"
+    )
+    run_at: AwareDatetime | None = Field(default=None, description="do not run before this time")
+    delay: float | None = Field(default=None, ge=0, description="seconds from now; or run_at")
+    tags: Annotated[list[str], AfterValidator(_check_tags)] = Field(default_factory=list)
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    retry_delay: float | None = Field(default=None, ge=0, description="seconds before a retry")
+    retry_backoff: bool | None = Field(default=None, description="double the delay each attempt")
+    retry_delay_max: float | None = Field(default=None, ge=0, description="cap on the delay")
+    timeout: float | None = Field(default=None, gt=0, description="seconds per attempt")
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=400)] | None = None
+
+
+class NewJob(JobOptions):
+    """A job to enqueue: its type, its payload and its options."""
+
+    job_type: Annotated[str, Field(pattern=JOB_TYPE_PATTERN)]
+    payload: Any = Field(default_factory=dict)
+
+
+class Job(BaseModel):
+    """A stored job and everything known about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    queue: str
+    job_type: str
+    payload: Any
+    status: JobStatus
+    priority: int
+    run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int
+    max_attempts: int
+    locked_by: str | None = None
+    lease_expires_at: datetime | None = None
+    last_error: str | None = None
+    failure_reason: FailureReason | None = None
+    error_history: list[ErrorRecord] = Field(default_factory=list[ErrorRecord])
+    tags: list[str] = Field(default_factory=list[str])
+    idempotency_key: str | None = None
+    timeout: float | None = None
+    retry_delay: float
+    retry_backoff: bool
+    retry_delay_max: float | None = None
+    progress: int = 0
+    progress_message: str | None = None
+    output: Any = None
+    cancel_requested: bool = False
+
+
+class EventType(StrEnum):
+    """Kinds of job events; the state-changing ones share their names with `Transition`."""
+
+    ADDED = "added"
+    CLAIM = "claim"
+    COMPLETE = "complete"
+    RETRY_LATER = "retry_later"
+    FAIL = "fail"
+    RELEASE = "release"
+    RESCUE = "rescue"
+    WAIT = "wait"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    CANCEL_REQUESTED = "cancel_requested"
+    RETRY = "retry"
+    EDIT = "edit"
+    PROGRESS = "progress"
+
+
+class JobEvent(BaseModel):
+    """One entry of a job's history, and one item of the cross-process event feed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    job_id: int
+    job_type: str
+    queue: str
+    type: EventType
+    status: JobStatus
+    """The job's status right after the event."""
+    at: datetime
+    data: dict[str, Any] = Field(default_factory=dict[str, Any])
+
+
+class JobFilter(BaseModel):
+    """Which jobs `list_jobs` returns; every field narrows the set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[JobStatus] | None = None
+    job_type: list[str] | None = None
+    queue: list[str] | None = None
+    tags: list[str] | None = None
+    tag_mode: TagMode = TagMode.ANY
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    run_at_after: AwareDatetime | None = None
+    run_at_before: AwareDatetime | None = None
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a keyset-paginated list; pass `next_cursor` back to get the next page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class JobEdit(BaseModel):
+    """Fields `edit_job` may change on a pending job; unset fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Any = None
+    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
+    run_at: AwareDatetime | None = None
+    tags: Annotated[list[str], AfterValidator(_check_tags)] | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    retry_delay: float | None = Field(default=None, ge=0)
+    retry_backoff: bool | None = None
+    retry_delay_max: float | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    queue: Annotated[str, Field(pattern=QUEUE_PATTERN)] | None = None
+
+
+class JobTypeInfo(BaseModel):
+    """A job type as published in the store's registry."""
+
+    name: str
+    description: str = ""
+    queue: str = "default"
+    payload_schema: dict[str, Any] = Field(default_factory=dict[str, Any])
+    examples: list[Any] = Field(default_factory=list[Any])
+    updated_at: datetime | None = None
+
+
+class QueueStats(BaseModel):
+    """Job counts per job type and status, plus totals per status."""
+
+    by_type: dict[str, dict[JobStatus, int]]
+    totals: dict[JobStatus, int]
+
+
+class ListOrder(StrEnum):
+    """Sort order of `list_jobs`."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"

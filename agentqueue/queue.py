@@ -1,0 +1,423 @@
+"""`Queue`: the one facade every door calls. Behaviour lives here; stores only store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ValidationError
+
+from agentqueue import config
+from agentqueue.backends import backend_from_url
+from agentqueue.backends.base import Backend, InsertJob
+from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
+from agentqueue.errors import InvalidArgument, JobNotFound
+from agentqueue.models import (
+    Job,
+    JobEdit,
+    JobEvent,
+    JobFilter,
+    JobOptions,
+    JobTypeInfo,
+    ListOrder,
+    NewJob,
+    Page,
+    QueueStats,
+    TagMode,
+)
+from agentqueue.registry import Hook, Registry, build_spec, payload_value, validate_stored
+from agentqueue.states import TERMINAL, JobStatus
+
+if TYPE_CHECKING:
+    from agentqueue.worker.worker import Worker
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_REGISTRY_TTL = 2.0  # seconds a process trusts its copy of the store's job-type registry
+
+
+def invalid_from(error: ValidationError, what: str) -> InvalidArgument:
+    """Turn a pydantic error on the caller's arguments into one readable `InvalidArgument`."""
+    problems = [
+        {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
+        for e in error.errors(include_url=False)
+    ]
+    text = "; ".join(f"{p['loc'] or what}: {p['msg']}" for p in problems)
+    return InvalidArgument(f"invalid {what}: {text}", errors=problems)
+
+
+class Queue:
+    """A durable job queue on one store.
+
+    Args:
+        url: the store: `sqlite:///path.db`, `memory://`, … (default: AGENTQUEUE_URL, else
+            `sqlite:///./agentqueue.db`).
+        backend: an already built store (instead of `url`).
+        clock: time source; pass a `FrozenClock` in tests.
+        migrate: bring the schema up to date when opening (default True).
+
+    Use `async with queue:` (or `await queue.open()` / `await queue.close()`); any call also
+    opens the queue on first use.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        backend: Backend | None = None,
+        clock: Clock | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.url = config.store_url(url) if backend is None else (url or "<custom backend>")
+        self.backend: Backend = backend if backend is not None else backend_from_url(self.url)
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self.registry = Registry()
+        self._migrate = migrate
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+        self._stored_types: dict[str, JobTypeInfo] = {}
+        self._stored_types_at = -_REGISTRY_TTL
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> Queue:
+        """Connect to the store (and migrate it unless `migrate=False`); idempotent."""
+        async with self._open_lock:
+            if not self._opened:
+                await self.backend.open(migrate=self._migrate)
+                self._opened = True
+        return self
+
+    async def close(self) -> None:
+        """Disconnect from the store; idempotent."""
+        if self._opened:
+            self._opened = False
+            await self.backend.close()
+
+    async def __aenter__(self) -> Queue:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _store(self) -> Backend:
+        if not self._opened:
+            await self.open()
+        return self.backend
+
+    def now(self) -> datetime | None:
+        """Return the time to hand to the store: None (its own clock) unless time is injected."""
+        return None if isinstance(self.clock, SystemClock) else self.clock.now()
+
+    # -- handlers ----------------------------------------------------------------------------
+    def handler(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        queue: str | None = None,
+        examples: list[Any] | None = None,
+        on_success: Hook | None = None,
+        on_failure: Hook | None = None,
+        **defaults: Any,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of job type `name`.
+
+        The handler is `async def fn(payload, ctx)` or a plain `def` (run in a thread); the
+        payload's annotation (e.g. a pydantic model) validates jobs at enqueue time. `defaults`
+        are job options (max_attempts, retry_delay, retry_backoff, retry_delay_max, timeout,
+        priority) its jobs get unless `add_job` overrides them. `on_success(job, output)` and
+        `on_failure(job, error, will_retry)` run after the outcome is stored.
+        """
+        try:
+            options = JobOptions(queue=queue, **defaults)
+            NewJob(job_type=name)
+        except ValidationError as error:
+            raise invalid_from(error, f"handler options for {name!r}") from None
+
+        def register(fn: F) -> F:
+            self.registry.add(
+                build_spec(
+                    name,
+                    fn,
+                    description=description,
+                    queue=queue,
+                    defaults=options,
+                    examples=examples,
+                    on_success=on_success,
+                    on_failure=on_failure,
+                )
+            )
+            return fn
+
+        return register
+
+    async def publish_job_types(self) -> None:
+        """Publish this process's handlers (name, description, payload schema) into the store."""
+        store = await self._store()
+        await store.publish_job_types(self.registry.infos(), now=self.now())
+        self._stored_types_at = -_REGISTRY_TTL
+
+    async def list_job_types(self) -> list[JobTypeInfo]:
+        """Return every job type known to the store, plus this process's unpublished handlers."""
+        store = await self._store()
+        known = {info.name: info for info in await store.list_job_types()}
+        for info in self.registry.infos():
+            known.setdefault(info.name, info)
+        return [known[name] for name in sorted(known)]
+
+    async def _stored_type(self, name: str) -> JobTypeInfo | None:
+        if time.monotonic() - self._stored_types_at > _REGISTRY_TTL:
+            store = await self._store()
+            self._stored_types = {info.name: info for info in await store.list_job_types()}
+            self._stored_types_at = time.monotonic()
+        return self._stored_types.get(name)
+
+    # -- enqueue -----------------------------------------------------------------------------
+    async def add_job(self, job_type: str, payload: Any = None, **options: Any) -> int:
+        """Enqueue one job and return its id.
+
+        Options: queue, priority (higher first), run_at (aware datetime) or delay (seconds),
+        tags, max_attempts, retry_delay, retry_backoff, retry_delay_max, timeout (seconds),
+        idempotency_key (a second add with the same job type and key returns the first id).
+
+        Raises:
+            PayloadInvalid: the payload does not match the job type's schema (nothing stored).
+            InvalidArgument: an option is malformed.
+        """
+        ids = await self.add_jobs(
+            [{"job_type": job_type, "payload": {} if payload is None else payload, **options}]
+        )
+        return ids[0]
+
+    async def add_jobs(self, jobs: Sequence[NewJob | dict[str, Any]]) -> list[int]:
+        """Enqueue many jobs atomically (all or none); return their ids in input order."""
+        resolved = [await self._resolve(job) for job in jobs]
+        store = await self._store()
+        results = await store.insert_jobs(resolved, now=self.now())
+        return [result.id for result in results]
+
+    async def _resolve(self, job: NewJob | dict[str, Any]) -> InsertJob:
+        if isinstance(job, dict):
+            raw = dict(job)
+            raw["payload"] = payload_value(raw.get("payload", {}))
+            try:
+                job = NewJob.model_validate(raw)
+            except ValidationError as error:
+                raise invalid_from(error, "job") from None
+        if job.run_at is not None and job.delay is not None:
+            raise InvalidArgument("give run_at or delay, not both")
+        payload = payload_value(job.payload)
+        spec = self.registry.get(job.job_type)
+        defaults = spec.defaults if spec is not None else JobOptions()
+        if spec is not None:
+            spec.parse(payload)
+        else:
+            stored = await self._stored_type(job.job_type)
+            if stored is not None:
+                validate_stored(stored, payload)
+        try:
+            json.dumps(payload, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgument(f"payload must be plain JSON data: {error}") from None
+
+        def pick(name: str, fallback: Any) -> Any:
+            value = getattr(job, name)
+            if name in job.model_fields_set and value is not None:
+                return value
+            default = getattr(defaults, name)
+            return default if default is not None else fallback
+
+        return InsertJob(
+            job_type=job.job_type,
+            queue=job.queue or defaults.queue or config.DEFAULT_QUEUE,
+            payload=payload,
+            priority=pick("priority", 0),
+            run_at=job.run_at,
+            delay=job.delay or 0.0,
+            tags=job.tags,
+            max_attempts=pick("max_attempts", config.DEFAULT_MAX_ATTEMPTS),
+            retry_delay=pick("retry_delay", config.DEFAULT_RETRY_DELAY),
+            retry_backoff=pick("retry_backoff", config.DEFAULT_RETRY_BACKOFF),
+            retry_delay_max=pick("retry_delay_max", config.DEFAULT_RETRY_DELAY_MAX),
+            timeout=pick("timeout", None),
+            idempotency_key=job.idempotency_key,
+        )
+
+    # -- read --------------------------------------------------------------------------------
+    async def get_job(self, job_id: int) -> Job | None:
+        """Return the job with this id, or None."""
+        return await (await self._store()).get_job(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        job_type: str | Sequence[str] | None = None,
+        queue: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        tag_mode: TagMode | str = TagMode.ANY,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        run_at_after: datetime | None = None,
+        run_at_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        order: ListOrder | str = ListOrder.NEWEST,
+    ) -> Page[Job]:
+        """Return one page of jobs matching every given filter; follow `next_cursor` for more.
+
+        Raises:
+            InvalidArgument: a filter value is malformed (unknown status, bad cursor …).
+        """
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument(f"limit must be from 1 to 1000, not {limit}")
+        try:
+            filter = JobFilter(
+                status=_as_list(status),
+                job_type=_as_list(job_type),
+                queue=_as_list(queue),
+                tags=list(tags) if tags is not None else None,
+                tag_mode=tag_mode,
+                created_after=created_after,
+                created_before=created_before,
+                run_at_after=run_at_after,
+                run_at_before=run_at_before,
+            )
+            order = ListOrder(order)
+        except (ValidationError, ValueError) as error:
+            if isinstance(error, ValidationError):
+                raise invalid_from(error, "filter") from None
+            raise InvalidArgument(f"order must be 'newest' or 'oldest', not {order!r}") from None
+        after_id = _decode_cursor(cursor)
+        store = await self._store()
+        items = await store.list_jobs(filter, limit=limit + 1, after_id=after_id, order=order)
+        more = len(items) > limit
+        items = items[:limit]
+        return Page[Job](items=items, next_cursor=str(items[-1].id) if more else None)
+
+    async def get_job_events(self, job_id: int) -> list[JobEvent]:
+        """Return a job's history, oldest first.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        store = await self._store()
+        events = await store.job_events(job_id)
+        if not events and await store.get_job(job_id) is None:
+            raise JobNotFound(job_id)
+        return events
+
+    async def stats(self) -> QueueStats:
+        """Count jobs per job type and status."""
+        return await (await self._store()).stats()
+
+    # -- change ------------------------------------------------------------------------------
+    async def cancel_job(self, job_id: int) -> Job:
+        """Cancel a job: pending/waiting at once; a processing one is asked to stop.
+
+        Raises:
+            JobNotFound, InvalidTransition (already completed, failed or cancelled).
+        """
+        return await (await self._store()).cancel_job(job_id, now=self.now())
+
+    async def retry_job(self, job_id: int) -> Job:
+        """Run a failed or cancelled job again from attempt 1.
+
+        Raises:
+            JobNotFound, InvalidTransition (the job is not failed or cancelled).
+        """
+        return await (await self._store()).retry_job(job_id, now=self.now())
+
+    async def edit_job(self, job_id: int, **changes: Any) -> Job:
+        """Change a pending job: payload, priority, run_at, tags, queue, retry settings, timeout.
+
+        Raises:
+            JobNotFound, InvalidTransition (not pending), InvalidArgument, PayloadInvalid.
+        """
+        if not changes:
+            raise InvalidArgument("edit_job needs at least one field to change")
+        if "payload" in changes:
+            changes["payload"] = payload_value(changes["payload"])
+        try:
+            edit = JobEdit.model_validate(changes)
+        except ValidationError as error:
+            raise invalid_from(error, "edit") from None
+        store = await self._store()
+        if "payload" in changes:
+            job = await store.get_job(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            spec = self.registry.get(job.job_type)
+            if spec is not None:
+                spec.parse(edit.payload)
+            elif (stored := await self._stored_type(job.job_type)) is not None:
+                validate_stored(stored, edit.payload)
+        return await store.edit_job(job_id, edit, now=self.now())
+
+    # -- events ------------------------------------------------------------------------------
+    async def events(
+        self,
+        *,
+        after_id: int | None = None,
+        job_id: int | None = None,
+        job_types: Sequence[str] | None = None,
+        queues: Sequence[str] | None = None,
+        batch: int = 500,
+    ) -> AsyncIterator[JobEvent]:
+        """Yield job events as they are committed, from any process, forever.
+
+        Starts after `after_id` (default: the newest event now, i.e. only new events).
+        """
+        store = await self._store()
+        cursor = await store.last_event_id() if after_id is None else after_id
+        while True:
+            token = store.change_token()
+            found = await store.read_events(
+                after_id=cursor, limit=batch, job_id=job_id, job_types=job_types, queues=queues
+            )
+            for event in found:
+                cursor = event.id
+                yield event
+            if len(found) < batch:
+                await store.wait_for_change(1.0, since=token)
+
+    async def subscribe(self, job_id: int, *, after_id: int = 0) -> AsyncIterator[JobEvent]:
+        """Yield one job's events (its whole history first, from `after_id`) until it is terminal.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        store = await self._store()
+        if await store.get_job(job_id) is None:
+            raise JobNotFound(job_id)
+        async for event in self.events(after_id=after_id, job_id=job_id):
+            yield event
+            if event.status in TERMINAL:
+                return
+
+    # -- workers -----------------------------------------------------------------------------
+    def worker(self, **settings: Any) -> Worker:
+        """Return a `Worker` that runs this queue's handlers (see `Worker` for settings)."""
+        from agentqueue.worker.worker import Worker
+
+        return Worker(self, **settings)
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    if not cursor.isdigit():
+        raise InvalidArgument(f"bad cursor {cursor!r}: pass the next_cursor of a previous page")
+    return int(cursor)

@@ -1,0 +1,481 @@
+"""`Worker`: claims jobs into free slots, runs them, heartbeats leases, drains on shutdown.
+
+One loop per worker: it claims up to the free slots of each lane (a named queue with its own
+concurrency, or one lane for every queue) in one store call, then sleeps until a slot frees,
+the store changes (an enqueue in any process), the next delayed job falls due, or a stop is
+requested. Outcomes are written in batches (`AckBatcher`); leases are extended for all running
+jobs in one call per heartbeat; expired leases of dead workers are rescued by every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agentqueue import config
+from agentqueue.backends.base import Outcome, OutcomeKind
+from agentqueue.context import JobContext
+from agentqueue.errors import AgentQueueError, InvalidArgument
+from agentqueue.models import Job
+from agentqueue.worker.acks import AckBatcher
+from agentqueue.worker.executor import Running, StopReason, execute
+
+if TYPE_CHECKING:
+    from agentqueue.queue import Queue
+
+logger = logging.getLogger(__name__)
+
+
+def parse_queues(spec: str) -> dict[str, int]:
+    """Parse `--queues ai:2,default:10` into {"ai": 2, "default": 10}.
+
+    Raises:
+        InvalidArgument: malformed entry or a concurrency below 1.
+    """
+    lanes: dict[str, int] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, _, size = part.partition(":")
+        if not name or not size.strip().isdigit() or int(size) < 1:
+            raise InvalidArgument(
+                f"bad queue entry {part!r}: write name:concurrency, e.g. ai:2,default:10"
+            )
+        lanes[name.strip()] = int(size)
+    if not lanes:
+        raise InvalidArgument("--queues is empty: write name:concurrency, e.g. ai:2,default:10")
+    return lanes
+
+
+@dataclass(slots=True)
+class Lane:
+    """A set of slots: one named queue, or every queue when `queue` is None."""
+
+    queue: str | None
+    limit: int
+    running: dict[int, Running] = field(default_factory=dict[int, Running])
+
+    @property
+    def free(self) -> int:
+        """Slots not running a job."""
+        return self.limit - len(self.running)
+
+
+class Worker:
+    """Runs a queue's handlers.
+
+    Args:
+        queue: the queue (its handlers and store).
+        concurrency: jobs run at once when `queues` is not given (one lane for every queue).
+        queues: per-queue concurrency, e.g. {"ai": 2, "default": 10}; only these queues are served.
+        job_types: claim only these job types (default: every type in the served queues; a
+            job whose type has no handler here fails with reason `no_handler`).
+        lease_seconds: how long a claim is valid without a heartbeat.
+        heartbeat_interval: seconds between lease extensions (default min(lease/3, 2)); also how
+            quickly a cancel request reaches a running handler.
+        shutdown_timeout: seconds in-flight jobs get to finish after a stop request; the rest are
+            released to pending without using an attempt.
+        poll_interval: longest idle sleep when nothing signals (a safety net; enqueues wake the
+            worker at once).
+        rescue_interval: seconds between sweeps for expired leases (default lease/2).
+        ack_delay: seconds outcomes wait to share one commit.
+        worker_id: name recorded in `locked_by` (default host:pid:random).
+        handle_signals: stop on SIGTERM/SIGINT (a second signal stops at once).
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        concurrency: int | None = None,
+        queues: dict[str, int] | None = None,
+        job_types: list[str] | None = None,
+        lease_seconds: float | None = None,
+        heartbeat_interval: float | None = None,
+        shutdown_timeout: float | None = None,
+        poll_interval: float = 1.0,
+        rescue_interval: float | None = None,
+        ack_delay: float = 0.001,
+        worker_id: str | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        concurrency = concurrency or config.env_int(
+            "AGENTQUEUE_CONCURRENCY", config.DEFAULT_CONCURRENCY
+        )
+        self.lease_seconds = lease_seconds or config.env_float(
+            "AGENTQUEUE_LEASE_SECONDS", config.DEFAULT_LEASE_SECONDS
+        )
+        self.heartbeat_interval = heartbeat_interval or min(self.lease_seconds / 3, 2.0)
+        if self.heartbeat_interval >= self.lease_seconds:
+            raise InvalidArgument("heartbeat_interval must be shorter than lease_seconds")
+        if concurrency < 1:
+            raise InvalidArgument(f"concurrency must be at least 1, not {concurrency}")
+        self.shutdown_timeout = (
+            shutdown_timeout
+            if shutdown_timeout is not None
+            else config.env_float("AGENTQUEUE_SHUTDOWN_TIMEOUT", config.DEFAULT_SHUTDOWN_TIMEOUT)
+        )
+        self.queue = queue
+        self.lanes = (
+            [Lane(name, size) for name, size in queues.items()]
+            if queues
+            else [Lane(None, concurrency)]
+        )
+        self.job_types = list(job_types) if job_types else None
+        self.poll_interval = poll_interval
+        self.rescue_interval = rescue_interval or max(self.lease_seconds / 2, 0.5)
+        self.ack_delay = ack_delay
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.handle_signals = handle_signals
+        self.counts: Counter[str] = Counter()
+        """Outcomes applied by this worker, by kind (complete, retry, fail, release, cancel)."""
+        self._running: dict[int, Running] = {}
+        self._stopping = asyncio.Event()
+        self._force = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._progress: dict[int, tuple[int, str | None]] = {}
+        self._threads: ThreadPoolExecutor | None = None
+        self._acks: AckBatcher | None = None
+
+    # -- control -----------------------------------------------------------------------------
+    def request_stop(self, *, force: bool = False) -> None:
+        """Stop claiming and drain in-flight jobs; with `force`, release them at once."""
+        if self._stopping.is_set() or force:
+            self._force.set()
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def running_jobs(self) -> list[Job]:
+        """The jobs this worker is running now."""
+        return [running.job for running in self._running.values()]
+
+    async def run(self, *, once: bool = False) -> Counter[str]:
+        """Run until stopped (or, with `once`, until one claimed batch is done); return counts."""
+        await self.queue.open()
+        if len(self.queue.registry):
+            await self.queue.publish_job_types()
+        slots = sum(lane.limit for lane in self.lanes)
+        self._threads = ThreadPoolExecutor(slots, thread_name_prefix="agentqueue-handler")
+        self._acks = AckBatcher(
+            self.queue.backend,
+            self.worker_id,
+            now=self.queue.now,
+            delay=self.ack_delay,
+            give_up_after=self.lease_seconds,
+        )
+        removers = self._install_signals()
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="agentqueue-heartbeat")
+        rescue = asyncio.create_task(self._rescue_loop(), name="agentqueue-rescue")
+        logger.info(
+            "worker %s started: lanes %s, job types %s",
+            self.worker_id,
+            {lane.queue or "*": lane.limit for lane in self.lanes},
+            self.job_types or "all",
+        )
+        try:
+            if once:
+                await self._claim_all()
+                await self._wait_running(None)
+            else:
+                await self._loop()
+        finally:
+            await self._drain()
+            for task in (heartbeat, rescue):
+                task.cancel()
+            await asyncio.gather(heartbeat, rescue, return_exceptions=True)
+            for remove in removers:
+                remove()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            logger.info("worker %s stopped: %s", self.worker_id, dict(self.counts))
+        return self.counts
+
+    def _install_signals(self) -> list[Any]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return []
+        loop = asyncio.get_running_loop()
+        removers: list[Any] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                removers.append(lambda s=sig: loop.remove_signal_handler(s))
+        return removers
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info(
+            "worker %s got %s: %s",
+            self.worker_id,
+            sig.name,
+            "releasing in-flight jobs now" if self._stopping.is_set() else "draining",
+        )
+        self.request_stop()
+
+    # -- claiming ----------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        store = self.queue.backend
+        while not self._stopping.is_set():
+            token = store.change_token()
+            self._wake.clear()
+            try:
+                more = await self._claim_all()
+            except AgentQueueError as error:
+                logger.warning("claim failed, retrying: %s", error)
+                await self._sleep(min(self.poll_interval, 1.0))
+                continue
+            if more:
+                continue
+            await self._idle(token)
+
+    async def _claim_all(self) -> bool:
+        """Fill free slots in every lane; True when a lane got all it asked for (maybe more)."""
+        more = False
+        for lane in self.lanes:
+            free = lane.free
+            if free <= 0 or self._stopping.is_set():
+                continue
+            jobs = await self.queue.backend.claim(
+                worker_id=self.worker_id,
+                queue=lane.queue,
+                job_types=self.job_types,
+                limit=free,
+                lease_seconds=self.lease_seconds,
+                now=self.queue.now(),
+            )
+            for job in jobs:
+                self._start(lane, job)
+            more = more or len(jobs) == free
+        return more
+
+    async def _idle(self, token: int) -> None:
+        """Sleep until a slot frees, the store changes, a delayed job falls due, or a stop."""
+        timeout = self.poll_interval
+        waiting_for_work = [lane for lane in self.lanes if lane.free > 0]
+        for lane in waiting_for_work:
+            due = await self.queue.backend.next_due(queue=lane.queue, job_types=self.job_types)
+            if due is not None:
+                timeout = min(timeout, (due - self.queue.clock.now()).total_seconds())
+        if timeout <= 0:
+            return
+        waits = [asyncio.ensure_future(self._wake.wait())]
+        if waiting_for_work:
+            waits.append(
+                asyncio.ensure_future(self.queue.backend.wait_for_change(timeout, since=token))
+            )
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    # -- running -----------------------------------------------------------------------------
+    def _start(self, lane: Lane, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = JobContext(
+            job,
+            worker_id=self.worker_id,
+            loop=loop,
+            report_progress=lambda progress, message: self._report_progress(
+                job.id, progress, message
+            ),
+        )
+        running = Running(job, ctx)
+        lane.running[job.id] = running
+        self._running[job.id] = running
+        assert self._threads is not None
+        running.task = asyncio.create_task(
+            execute(
+                running,
+                self.queue.registry.get(job.job_type),
+                self._threads,
+                self.queue.clock.now,
+                self.queue.registry.names(),
+            ),
+            name=f"agentqueue-job-{job.id}",
+        )
+        running.task.add_done_callback(lambda task: self._finished(lane, running, task))
+
+    def _finished(self, lane: Lane, running: Running, task: asyncio.Task[Outcome | None]) -> None:
+        lane.running.pop(running.job.id, None)
+        self._running.pop(running.job.id, None)
+        self._wake.set()
+        if task.cancelled():
+            logger.error("job %s: its task was cancelled without a reason", running.job.id)
+            return
+        error = task.exception()
+        if error is not None:
+            logger.error("job %s: the executor failed: %r", running.job.id, error)
+            return
+        outcome = task.result()
+        if outcome is None:
+            logger.warning(
+                "job %s: lease lost (expired or reclaimed); its result was dropped",
+                running.job.id,
+            )
+            return
+        assert self._acks is not None
+        applied = self._acks.submit(outcome)
+        self._spawn(self._after_ack(running, outcome, applied))
+
+    async def _after_ack(
+        self, running: Running, outcome: Outcome, applied: asyncio.Future[bool]
+    ) -> None:
+        if not await applied:
+            logger.warning(
+                "job %s: outcome %s not applied (lease lost)", running.job.id, outcome.kind
+            )
+            return
+        self.counts[outcome.kind.value] += 1
+        job = running.job
+        if outcome.error is not None and outcome.kind in (OutcomeKind.RETRY, OutcomeKind.FAIL):
+            logger.warning(
+                "job %s (%s) attempt %d failed%s: %s",
+                job.id,
+                job.job_type,
+                job.attempts,
+                f", retry in {outcome.retry_in:.1f} s" if outcome.kind is OutcomeKind.RETRY else "",
+                outcome.error.message,
+            )
+        spec = self.queue.registry.get(job.job_type)
+        if spec is None:
+            return
+        if outcome.kind is OutcomeKind.COMPLETE and spec.on_success is not None:
+            await _call_hook(spec.on_success, job, outcome.output)
+        elif outcome.error is not None and spec.on_failure is not None:
+            await _call_hook(spec.on_failure, job, outcome.error, outcome.kind is OutcomeKind.RETRY)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _report_progress(self, job_id: int, progress: int, message: str | None) -> None:
+        """Coalesce progress: one writer per job, always writing the latest value."""
+        fresh = job_id not in self._progress
+        self._progress[job_id] = (progress, message)
+        if fresh:
+            self._spawn(self._write_progress(job_id))
+
+    async def _write_progress(self, job_id: int) -> None:
+        try:
+            while (running := self._running.get(job_id)) is not None and job_id in self._progress:
+                progress, message = self._progress[job_id]
+                try:
+                    await self.queue.backend.set_progress(
+                        worker_id=self.worker_id,
+                        lease=running.lease,
+                        progress=progress,
+                        message=message,
+                        now=self.queue.now(),
+                    )
+                except AgentQueueError as error:
+                    logger.warning("job %s: progress not saved: %s", job_id, error)
+                if self._progress.get(job_id) == (progress, message):
+                    break
+        finally:
+            self._progress.pop(job_id, None)
+
+    # -- leases ------------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            if self._running:
+                await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        running = list(self._running.values())
+        try:
+            result = await self.queue.backend.heartbeat(
+                worker_id=self.worker_id,
+                leases=[r.lease for r in running],
+                lease_seconds=self.lease_seconds,
+                now=self.queue.now(),
+            )
+        except AgentQueueError as error:
+            logger.warning("heartbeat failed (leases not extended): %s", error)
+            return
+        for item in running:
+            job_id = item.job.id
+            if job_id in result.lost and item.task is not None and not item.task.done():
+                logger.warning("job %s: lease lost, stopping its handler", job_id)
+                item.stop_reason = StopReason.LEASE_LOST
+                item.task.cancel()
+            elif job_id in result.cancel_requested and item.stop_reason is None:
+                logger.info("job %s: cancel requested, stopping its handler", job_id)
+                item.ctx._request_cancel()  # pyright: ignore[reportPrivateUsage]
+                spec = self.queue.registry.get(item.job.job_type)
+                # A sync handler runs in a thread that cannot be interrupted: it sees
+                # ctx.cancelled and stops itself.
+                if spec is not None and spec.is_async and item.task is not None:
+                    item.stop_reason = StopReason.CANCEL_REQUESTED
+                    item.task.cancel()
+
+    async def _rescue_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.rescue_interval)
+            try:
+                await self.queue.backend.rescue_expired(now=self.queue.now())
+            except AgentQueueError as error:
+                logger.warning("rescue sweep failed: %s", error)
+
+    # -- shutdown ----------------------------------------------------------------------------
+    async def _wait_running(self, timeout: float | None) -> None:
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if not tasks:
+            return
+        everything = asyncio.ensure_future(asyncio.wait(tasks))
+        force = asyncio.ensure_future(self._force.wait())
+        try:
+            await asyncio.wait(
+                [everything, force], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in (everything, force):
+                waiter.cancel()
+            await asyncio.gather(everything, force, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        if self._running:
+            logger.info(
+                "worker %s: waiting up to %g s for %d running job(s)",
+                self.worker_id,
+                self.shutdown_timeout,
+                len(self._running),
+            )
+            await self._wait_running(self.shutdown_timeout)
+        leftovers = [r for r in self._running.values() if r.task is not None and not r.task.done()]
+        for item in leftovers:
+            item.stop_reason = StopReason.SHUTDOWN
+            assert item.task is not None
+            item.task.cancel()
+        await asyncio.gather(*(r.task for r in leftovers if r.task), return_exceptions=True)
+        if self._acks is not None:
+            await self._acks.drain()
+        while self._side_tasks:
+            await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
+
+
+async def _call_hook(hook: Any, *args: Any) -> None:
+    try:
+        result = hook(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("hook %r raised (the job's outcome is unchanged)", hook)
