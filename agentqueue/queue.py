@@ -91,6 +91,19 @@ class Queue:
                 self._opened = True
         return self
 
+    def use_url(self, url: str) -> None:
+        """Point a not-yet-opened queue at another store (e.g. the CLI's `--url` for an app's
+        queue); its handlers stay registered.
+
+        Raises:
+            InvalidArgument: the queue is already open.
+            ConfigError: the URL is malformed.
+        """
+        if self._opened:
+            raise InvalidArgument("use_url() must be called before the queue is opened")
+        self.backend = backend_from_url(url)
+        self.url = url
+
     async def close(self) -> None:
         """Disconnect from the store; idempotent."""
         if self._opened:
