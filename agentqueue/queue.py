@@ -294,17 +294,17 @@ class Queue:
                 job_type=_as_list(job_type),
                 queue=_as_list(queue),
                 tags=list(tags) if tags is not None else None,
-                tag_mode=tag_mode,
+                tag_mode=TagMode(tag_mode),
                 created_after=created_after,
                 created_before=created_before,
                 run_at_after=run_at_after,
                 run_at_before=run_at_before,
             )
             order = ListOrder(order)
-        except (ValidationError, ValueError) as error:
-            if isinstance(error, ValidationError):
-                raise invalid_from(error, "filter") from None
-            raise InvalidArgument(f"order must be 'newest' or 'oldest', not {order!r}") from None
+        except ValidationError as error:
+            raise invalid_from(error, "filter") from None
+        except ValueError as error:
+            raise InvalidArgument(f"invalid filter: {error}") from None
         after_id = _decode_cursor(cursor)
         store = await self._store()
         items = await store.list_jobs(filter, limit=limit + 1, after_id=after_id, order=order)

@@ -146,7 +146,7 @@ class Backend(Protocol):
 
     # -- produce -----------------------------------------------------------------------------
     async def insert_jobs(
-        self, jobs: Sequence[InsertJob], *, now: datetime | None = None
+        self, new_jobs: Sequence[InsertJob], *, now: datetime | None = None
     ) -> list[InsertResult]:
         """Store jobs atomically (all or none), one `added` event each; results in input order.
 

@@ -268,7 +268,7 @@ class Worker:
                 timeout = min(timeout, (due - self.queue.clock.now()).total_seconds())
         if timeout <= 0:
             return
-        waits = [asyncio.ensure_future(self._wake.wait())]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         if waiting_for_work:
             waits.append(
                 asyncio.ensure_future(self.queue.backend.wait_for_change(timeout, since=token))

@@ -137,19 +137,19 @@ class SqlBackend(ABC):
 
     # -- produce -----------------------------------------------------------------------------
     async def insert_jobs(
-        self, jobs_in: Sequence[InsertJob], *, now: datetime | None = None
+        self, new_jobs: Sequence[InsertJob], *, now: datetime | None = None
     ) -> list[InsertResult]:
         """See `Backend.insert_jobs`."""
-        if not jobs_in:
+        if not new_jobs:
             return []
         async with self._write() as conn:
             at = await self._now(conn, now)
-            existing = await self._existing_keys(conn, jobs_in)
+            existing = await self._existing_keys(conn, new_jobs)
             results: list[InsertResult] = []
             fresh: list[InsertJob] = []
             first_of: dict[tuple[str, str], int] = {}  # key -> index in `fresh`
             pending: list[tuple[int, int]] = []  # (index in results, index in fresh)
-            for job in jobs_in:
+            for job in new_jobs:
                 key = (job.job_type, job.idempotency_key or "")
                 if job.idempotency_key is not None and key in existing:
                     results.append(InsertResult(existing[key], created=False))
@@ -187,9 +187,9 @@ class SqlBackend(ABC):
             return results
 
     async def _existing_keys(
-        self, conn: AsyncConnection, jobs_in: Sequence[InsertJob]
+        self, conn: AsyncConnection, new_jobs: Sequence[InsertJob]
     ) -> dict[tuple[str, str], int]:
-        keys = {(j.job_type, j.idempotency_key) for j in jobs_in if j.idempotency_key is not None}
+        keys = {(j.job_type, j.idempotency_key) for j in new_jobs if j.idempotency_key is not None}
         if not keys:
             return {}
         query = sa.select(jobs.c.id, jobs.c.job_type, jobs.c.idempotency_key).where(

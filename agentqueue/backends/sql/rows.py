@@ -29,7 +29,7 @@ def job_type_from_row(row: sa.Row[Any]) -> JobTypeInfo:
 
 
 def event_row(
-    job: Mapping[str, Any],
+    job: Mapping[Any, Any],
     type: EventType,
     status: JobStatus,
     at: datetime,

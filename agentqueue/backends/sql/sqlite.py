@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -168,7 +169,7 @@ class SqliteBackend(SqlBackend):
             async with super()._read() as conn:
                 yield conn
 
-    def _translate(self, error: sa.exc.DBAPIError) -> Exception:
+    def _translate(self, error: sa_exc.DBAPIError) -> Exception:
         message = str(error.orig)
         if "locked" in message or "busy" in message:
             return BackendUnavailable(
