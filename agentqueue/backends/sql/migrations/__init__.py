@@ -8,6 +8,7 @@ database that is newer than the code.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from types import ModuleType
 
@@ -18,6 +19,10 @@ from alembic.runtime.migration import MigrationContext
 from agentqueue.backends.sql import tables
 from agentqueue.backends.sql.migrations import m0001_initial
 from agentqueue.errors import SchemaMismatch
+
+# Alembic announces its context at INFO on every run; our runner reports what it applied itself.
+for _name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 MIGRATIONS: list[ModuleType] = [m0001_initial]
 LATEST = MIGRATIONS[-1].VERSION
