@@ -1,0 +1,60 @@
+"""Migrations build exactly the head schema in tables.py, are idempotent, and guard versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from agentqueue import Queue, SchemaMismatch
+from agentqueue.backends.sql import migrations, tables
+
+
+def _schema_diff(conn: sa.Connection) -> list[object]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    return list(compare_metadata(context, tables.metadata))
+
+
+async def test_migrated_database_matches_the_head_schema_exactly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    async with Queue(url) as queue:
+        backend = queue.backend
+        async with backend.engine.connect() as conn:  # type: ignore[attr-defined]
+            diff = await conn.run_sync(_schema_diff)
+    assert diff == []
+
+
+async def test_migrate_applies_once_then_reports_up_to_date(tmp_path: Path) -> None:
+    queue = Queue(f"sqlite:///{tmp_path / 'm.db'}", migrate=False)
+    first = await queue.backend.migrate()
+    second = await queue.backend.migrate()
+    await queue.backend.close()
+    assert first == [f"{m.VERSION:04d}_{m.NAME}" for m in migrations.MIGRATIONS]
+    assert second == []
+
+
+async def test_opening_an_unmigrated_store_without_migrate_says_how_to_fix_it(
+    tmp_path: Path,
+) -> None:
+    queue = Queue(f"sqlite:///{tmp_path / 'm.db'}", migrate=False)
+    with pytest.raises(SchemaMismatch, match="agentqueue migrate"):
+        await queue.open()
+    await queue.backend.close()
+
+
+async def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    async with Queue(url) as queue:
+        async with queue.backend.engine.begin() as conn:  # type: ignore[attr-defined]
+            await conn.execute(
+                tables.schema_migrations.insert().values(
+                    version=migrations.LATEST + 1, name="future", applied_at=queue.clock.now()
+                )
+            )
+    queue = Queue(url, migrate=False)
+    with pytest.raises(SchemaMismatch, match="newer than this code"):
+        await queue.open()
+    await queue.backend.close()
