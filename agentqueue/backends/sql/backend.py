@@ -1,26 +1,24 @@
 """`SqlBackend`: the `Backend` protocol over SQLAlchemy Core, shared by SQLite and PostgreSQL.
 
-A dialect subclass supplies the engine, how a write transaction starts (SQLite: `BEGIN
-IMMEDIATE`), how rows are locked for update (PostgreSQL: `FOR UPDATE SKIP LOCKED`), the store's
-clock and how changes are signalled across processes. Everything else is written once here.
+Every operation is a plain (synchronous) function of one SQLAlchemy `Connection` in
+`produce.py`, `consume.py` and `operate.py`, run as one transaction by `_write` or `_read`.
+A store subclass decides how a transaction runs: SQLite runs it on a dedicated writer thread
+(one thread hop per transaction instead of one per statement); an async driver can run the same
+function through `AsyncConnection.run_sync`. `SqlDialect` supplies the row locks and the clock.
 
-Each write method reads the rows it will change inside its write transaction and then applies
-executemany updates: under SQLite's single writer (or PostgreSQL's row locks) what it read cannot
-change before it writes, so every fence check is race-free.
+Each write function reads the rows it will change inside its transaction and then updates them:
+under SQLite's single writer (or PostgreSQL's row locks) what it read cannot change before it
+writes, so every fence check is race-free.
 """
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentqueue.backends.base import (
     Capabilities,
@@ -30,22 +28,11 @@ from agentqueue.backends.base import (
     Lease,
     Outcome,
 )
-from agentqueue.backends.sql import migrations, operate
-from agentqueue.backends.sql.consume import apply_outcomes, claim_statement
-from agentqueue.backends.sql.rows import (
-    JOB_COLUMNS,
-    event_from_row,
-    event_row,
-    insert_events,
-    job_from_row,
-    job_type_from_row,
-)
-from agentqueue.backends.sql.tables import job_events, job_tags, job_types, jobs
-from agentqueue.errors import BackendUnavailable
+from agentqueue.backends.sql import consume, migrations, operate, produce
+from agentqueue.backends.sql.dialect import SqlDialect
+from agentqueue.backends.sql.rows import event_from_row, job_from_row, job_type_from_row
+from agentqueue.backends.sql.tables import job_events, job_types, jobs
 from agentqueue.models import (
-    ErrorRecord,
-    EventType,
-    FailureReason,
     Job,
     JobEdit,
     JobEvent,
@@ -56,65 +43,39 @@ from agentqueue.models import (
 )
 from agentqueue.states import JobStatus
 
-logger = logging.getLogger(__name__)
+T = TypeVar("T")
+Work = Callable[[sa.Connection], T]
 
 
 class SqlBackend(ABC):
     """Shared implementation of the SQL stores; see the module docstring."""
 
     capabilities = Capabilities()
+    dialect = SqlDialect()
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._write_engine = engine
+    # -- how a transaction runs (per store) --------------------------------------------------
+    @abstractmethod
+    async def _write(self, work: Work[T]) -> T:
+        """Run `work` in one write transaction and commit it; driver errors are translated."""
 
-    # -- dialect hooks -----------------------------------------------------------------------
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """Yield a connection inside a write transaction; commit on success."""
-        try:
-            async with self._write_engine.begin() as conn:
-                yield conn
-        except sa_exc.DBAPIError as error:
-            raise self._translate(error) from error
-        self._after_commit()
+    @abstractmethod
+    async def _read(self, work: Work[T]) -> T:
+        """Run `work` on a connection for reads."""
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        """Yield a connection for reads."""
-        try:
-            async with self.engine.connect() as conn:
-                yield conn
-        except sa_exc.DBAPIError as error:
-            raise self._translate(error) from error
-
-    def _after_commit(self) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Wake in-process waiters after a write committed."""
-
-    def _lock(self, query: sa.Select[Any]) -> sa.Select[Any]:
-        """Lock the selected rows for the rest of the write transaction, skipping locked ones."""
-        return query
-
-    def _lock_wait(self, query: sa.Select[Any]) -> sa.Select[Any]:
-        """Lock the selected rows, waiting for other holders (an operator's change must not
-        report a busy job as missing)."""
-        return query
-
-    async def _now(self, conn: AsyncConnection, now: datetime | None) -> datetime:
-        """Return `now`, or the store's clock when it is None."""
-        return now if now is not None else datetime.now(UTC)
-
-    def _translate(self, error: sa_exc.DBAPIError) -> Exception:
-        """Turn a driver error into the project's own."""
-        return BackendUnavailable(f"{self.engine.dialect.name} error: {error.orig}")
+    @abstractmethod
+    async def close(self) -> None:
+        """See `Backend.close`."""
 
     @abstractmethod
     def change_token(self) -> int:
-        """See `Backend.change_token`; each dialect has its own wake-up path."""
+        """See `Backend.change_token`."""
 
     @abstractmethod
     async def wait_for_change(self, timeout: float, since: int | None = None) -> bool:
-        """See `Backend.wait_for_change`; each dialect has its own wake-up path."""
+        """See `Backend.wait_for_change`."""
+
+    def _at(self, conn: sa.Connection, now: datetime | None) -> datetime:
+        return self.dialect.now(conn, now)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self, *, migrate: bool = False) -> None:
@@ -122,18 +83,11 @@ class SqlBackend(ABC):
         if migrate:
             await self.migrate()
         else:
-            async with self._read() as conn:
-                await conn.run_sync(migrations.check)
-
-    async def close(self) -> None:
-        """See `Backend.close`."""
-        await self.engine.dispose()
+            await self._read(migrations.check)
 
     async def migrate(self) -> list[str]:
         """See `Backend.migrate`."""
-        async with self._write() as conn:
-            now = await self._now(conn, None)
-            return await conn.run_sync(migrations.apply, now)
+        return await self._write(lambda conn: migrations.apply(conn, self._at(conn, None)))
 
     # -- produce -----------------------------------------------------------------------------
     async def insert_jobs(
@@ -142,86 +96,7 @@ class SqlBackend(ABC):
         """See `Backend.insert_jobs`."""
         if not new_jobs:
             return []
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            existing = await self._existing_keys(conn, new_jobs)
-            results: list[InsertResult] = []
-            fresh: list[InsertJob] = []
-            first_of: dict[tuple[str, str], int] = {}  # key -> index in `fresh`
-            pending: list[tuple[int, int]] = []  # (index in results, index in fresh)
-            for job in new_jobs:
-                key = (job.job_type, job.idempotency_key or "")
-                if job.idempotency_key is not None and key in existing:
-                    results.append(InsertResult(existing[key], created=False))
-                elif job.idempotency_key is not None and key in first_of:
-                    pending.append((len(results), first_of[key]))
-                    results.append(InsertResult(0, created=False))
-                else:
-                    if job.idempotency_key is not None:
-                        first_of[key] = len(fresh)
-                    pending.append((len(results), len(fresh)))
-                    results.append(InsertResult(0, created=True))
-                    fresh.append(job)
-            if fresh:
-                rows = [self._job_values(job, at) for job in fresh]
-                inserted = await conn.execute(
-                    jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True), rows
-                )
-                ids = [row.id for row in inserted]
-                for slot, fresh_index in pending:
-                    results[slot] = InsertResult(ids[fresh_index], results[slot].created)
-                tag_rows = [
-                    {"job_id": job_id, "tag": tag}
-                    for job, job_id in zip(fresh, ids, strict=True)
-                    for tag in job.tags
-                ]
-                if tag_rows:
-                    await conn.execute(job_tags.insert(), tag_rows)
-                await insert_events(
-                    conn,
-                    [
-                        event_row({"id": job_id, **row}, EventType.ADDED, JobStatus.PENDING, at)
-                        for row, job_id in zip(rows, ids, strict=True)
-                    ],
-                )
-            return results
-
-    async def _existing_keys(
-        self, conn: AsyncConnection, new_jobs: Sequence[InsertJob]
-    ) -> dict[tuple[str, str], int]:
-        keys = {(j.job_type, j.idempotency_key) for j in new_jobs if j.idempotency_key is not None}
-        if not keys:
-            return {}
-        query = sa.select(jobs.c.id, jobs.c.job_type, jobs.c.idempotency_key).where(
-            sa.tuple_(jobs.c.job_type, jobs.c.idempotency_key).in_(list(keys))
-        )
-        found = await conn.execute(query)
-        return {(row.job_type, row.idempotency_key): row.id for row in found}
-
-    @staticmethod
-    def _job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
-        run_at = (job.run_at or at) + timedelta(seconds=job.delay)
-        return {
-            "queue": job.queue,
-            "job_type": job.job_type,
-            "payload": job.payload,
-            "status": JobStatus.PENDING.value,
-            "priority": job.priority,
-            "run_at": run_at,
-            "created_at": at,
-            "updated_at": at,
-            "attempts": 0,
-            "max_attempts": job.max_attempts,
-            "error_history": [],
-            "tags": job.tags,
-            "idempotency_key": job.idempotency_key,
-            "timeout": job.timeout,
-            "retry_delay": job.retry_delay,
-            "retry_backoff": job.retry_backoff,
-            "retry_delay_max": job.retry_delay_max,
-            "progress": 0,
-            "cancel_requested": False,
-        }
+        return await self._write(lambda conn: produce.insert(conn, new_jobs, self._at(conn, now)))
 
     # -- consume -----------------------------------------------------------------------------
     async def claim(
@@ -237,45 +112,26 @@ class SqlBackend(ABC):
         """See `Backend.claim`."""
         if limit <= 0:
             return []
+
         # A read first: an idle claimer must not take the write lock just to find nothing.
-        async with self._read() as conn:
-            at = await self._now(conn, now)
-            probe = claim_statement(queue, job_types, 1, at).with_only_columns(jobs.c.id)
-            if (await conn.execute(probe)).first() is None:
-                return []
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            due = self._lock(claim_statement(queue, job_types, limit, at))
-            claimed = await conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.id.in_(due.scalar_subquery()))
-                .values(
-                    status=JobStatus.PROCESSING.value,
-                    attempts=jobs.c.attempts + 1,
-                    locked_by=worker_id,
-                    lease_expires_at=at + timedelta(seconds=lease_seconds),
-                    started_at=at,
-                    updated_at=at,
-                    cancel_requested=False,
-                )
-                .returning(*JOB_COLUMNS)
-            )
-            found = [job_from_row(row) for row in claimed]
-            found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-            await insert_events(
+        def probe(conn: sa.Connection) -> bool:
+            query = consume.claim_statement(queue, job_types, 1, self._at(conn, now))
+            return conn.execute(query).first() is not None
+
+        if not await self._read(probe):
+            return []
+        return await self._write(
+            lambda conn: consume.claim(
                 conn,
-                [
-                    event_row(
-                        job.model_dump(),
-                        EventType.CLAIM,
-                        JobStatus.PROCESSING,
-                        at,
-                        {"attempt": job.attempts, "worker": worker_id},
-                    )
-                    for job in found
-                ],
+                self.dialect,
+                worker_id=worker_id,
+                queue=queue,
+                job_types=job_types,
+                limit=limit,
+                lease_seconds=lease_seconds,
+                at=self._at(conn, now),
             )
-            return found
+        )
 
     async def heartbeat(
         self,
@@ -288,34 +144,16 @@ class SqlBackend(ABC):
         """See `Backend.heartbeat`."""
         if not leases:
             return HeartbeatResult()
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            owned = await self._owned(conn, worker_id, leases)
-            if owned:
-                await conn.execute(
-                    sa.update(jobs)
-                    .where(jobs.c.id.in_(list(owned)))
-                    .values(lease_expires_at=at + timedelta(seconds=lease_seconds))
-                )
-            return HeartbeatResult(
-                lost={lease.job_id for lease in leases if lease.job_id not in owned},
-                cancel_requested={job_id for job_id, row in owned.items() if row.cancel_requested},
-            )
-
-    async def _owned(
-        self, conn: AsyncConnection, worker_id: str, leases: Sequence[Lease]
-    ) -> dict[int, sa.Row[Any]]:
-        """Return the rows (locked) still held by `worker_id` under the leased attempt."""
-        attempt = {lease.job_id: lease.attempt for lease in leases}
-        query = self._lock(
-            sa.select(*JOB_COLUMNS).where(
-                jobs.c.id.in_(list(attempt)),
-                jobs.c.status == JobStatus.PROCESSING.value,
-                jobs.c.locked_by == worker_id,
+        return await self._write(
+            lambda conn: consume.heartbeat(
+                conn,
+                self.dialect,
+                worker_id=worker_id,
+                leases=leases,
+                lease_seconds=lease_seconds,
+                at=self._at(conn, now),
             )
         )
-        rows = await conn.execute(query)
-        return {row.id: row for row in rows if attempt[row.id] == row.attempts}
 
     async def finish(
         self, *, worker_id: str, outcomes: Sequence[Outcome], now: datetime | None = None
@@ -323,12 +161,11 @@ class SqlBackend(ABC):
         """See `Backend.finish`."""
         if not outcomes:
             return set()
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            owned = await self._owned(conn, worker_id, [o.lease for o in outcomes])
-            kept = [o for o in outcomes if o.lease.job_id in owned]
-            await apply_outcomes(conn, kept, owned, at)
-            return {o.lease.job_id for o in outcomes if o.lease.job_id not in owned}
+        return await self._write(
+            lambda conn: consume.finish(
+                conn, self.dialect, worker_id=worker_id, outcomes=outcomes, at=self._at(conn, now)
+            )
+        )
 
     async def set_progress(
         self,
@@ -340,30 +177,17 @@ class SqlBackend(ABC):
         now: datetime | None = None,
     ) -> bool:
         """See `Backend.set_progress`."""
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            owned = await self._owned(conn, worker_id, [lease])
-            row = owned.get(lease.job_id)
-            if row is None:
-                return False
-            await conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.id == lease.job_id)
-                .values(progress=progress, progress_message=message, updated_at=at)
-            )
-            await insert_events(
+        return await self._write(
+            lambda conn: consume.set_progress(
                 conn,
-                [
-                    event_row(
-                        row._mapping,  # pyright: ignore[reportPrivateUsage]
-                        EventType.PROGRESS,
-                        JobStatus.PROCESSING,
-                        at,
-                        {"progress": progress, "message": message},
-                    )
-                ],
+                self.dialect,
+                worker_id=worker_id,
+                lease=lease,
+                progress=progress,
+                message=message,
+                at=self._at(conn, now),
             )
-            return True
+        )
 
     async def next_due(
         self, *, queue: str | None, job_types: Sequence[str] | None
@@ -376,97 +200,77 @@ class SqlBackend(ABC):
             query = query.where(jobs.c.queue == queue)
         if job_types:
             query = query.where(jobs.c.job_type.in_(list(job_types)))
-        async with self._read() as conn:
-            return (await conn.execute(query)).scalar()
+        return await self._read(lambda conn: conn.execute(query).scalar())
 
     # -- operate -----------------------------------------------------------------------------
     async def get_job(self, job_id: int) -> Job | None:
         """See `Backend.get_job`."""
-        async with self._read() as conn:
-            row = (await conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id))).first()
-        return job_from_row(row) if row is not None else None
+        query = sa.select(*jobs.c).where(jobs.c.id == job_id)
+
+        def read(conn: sa.Connection) -> Job | None:
+            row = conn.execute(query).first()
+            return job_from_row(row) if row is not None else None
+
+        return await self._read(read)
 
     async def list_jobs(
         self, filter: JobFilter, *, limit: int, after_id: int | None, order: ListOrder
     ) -> list[Job]:
         """See `Backend.list_jobs`."""
         query = operate.list_statement(filter, limit=limit, after_id=after_id, order=order)
-        async with self._read() as conn:
-            return [job_from_row(row) for row in await conn.execute(query)]
+        return await self._read(lambda conn: [job_from_row(row) for row in conn.execute(query)])
 
     async def cancel_job(self, job_id: int, *, now: datetime | None = None) -> Job:
         """See `Backend.cancel_job`."""
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            row = await operate.locked_job(conn, self._lock_wait, job_id)
-            return await operate.cancel(conn, row, at)
+        return await self._write(lambda conn: self._change(conn, job_id, now, operate.cancel))
 
     async def retry_job(self, job_id: int, *, now: datetime | None = None) -> Job:
         """See `Backend.retry_job`."""
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            row = await operate.locked_job(conn, self._lock_wait, job_id)
-            return await operate.retry(conn, row, at)
+        return await self._write(lambda conn: self._change(conn, job_id, now, operate.retry))
 
     async def edit_job(self, job_id: int, edit: JobEdit, *, now: datetime | None = None) -> Job:
         """See `Backend.edit_job`."""
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            row = await operate.locked_job(conn, self._lock_wait, job_id)
-            return await operate.edit(conn, row, edit, at)
+        return await self._write(
+            lambda conn: self._change(
+                conn, job_id, now, lambda c, row, at: operate.edit(c, row, edit, at)
+            )
+        )
+
+    def _change(
+        self,
+        conn: sa.Connection,
+        job_id: int,
+        now: datetime | None,
+        change: Callable[[sa.Connection, sa.Row[Any], datetime], Job],
+    ) -> Job:
+        row = operate.locked_job(conn, self.dialect.lock_wait, job_id)
+        return change(conn, row, self._at(conn, now))
 
     async def stats(self) -> QueueStats:
         """See `Backend.stats`."""
         query = sa.select(jobs.c.job_type, jobs.c.status, sa.func.count()).group_by(
             jobs.c.job_type, jobs.c.status
         )
-        async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._read(lambda conn: conn.execute(query).all())
         return operate.stats_from_counts([(r[0], r[1], r[2]) for r in rows])
 
     # -- maintain ----------------------------------------------------------------------------
     async def rescue_expired(self, *, now: datetime | None = None) -> list[int]:
         """See `Backend.rescue_expired`."""
-        async with self._read() as conn:
-            at = await self._now(conn, now)
-            probe = sa.select(jobs.c.id).where(
-                jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_expires_at < at
-            )
-            if (await conn.execute(probe.limit(1))).first() is None:
-                return []
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            query = self._lock(
-                sa.select(*JOB_COLUMNS).where(
-                    jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_expires_at < at
-                )
-            )
-            rows = {row.id: row for row in await conn.execute(query)}
-            outcomes = [
-                Outcome(
-                    kind=operate.rescue_kind(row),
-                    lease=Lease(row.id, row.attempts),
-                    error=ErrorRecord(
-                        attempt=row.attempts,
-                        at=at,
-                        reason=FailureReason.LEASE_EXPIRED,
-                        message=f"lease expired on worker {row.locked_by} "
-                        "(crashed, killed or stalled)",
-                    ),
-                )
-                for row in rows.values()
-            ]
-            await apply_outcomes(conn, outcomes, rows, at, event=EventType.RESCUE)
-            if rows:
-                logger.warning("rescued %d job(s) with expired leases: %s", len(rows), list(rows))
-            return sorted(rows)
+        found = await self._read(
+            lambda conn: conn.execute(consume.expired_probe(self._at(conn, now))).first()
+        )
+        if found is None:
+            return []
+        return await self._write(
+            lambda conn: consume.rescue(conn, self.dialect, self._at(conn, now))
+        )
 
     # -- events ------------------------------------------------------------------------------
     async def job_events(self, job_id: int) -> list[JobEvent]:
         """See `Backend.job_events`."""
         query = sa.select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
-        async with self._read() as conn:
-            return [event_from_row(row) for row in await conn.execute(query)]
+        return await self._read(lambda conn: [event_from_row(r) for r in conn.execute(query)])
 
     async def read_events(
         self,
@@ -486,14 +290,12 @@ class SqlBackend(ABC):
         if queues:
             query = query.where(job_events.c.queue.in_(list(queues)))
         query = query.order_by(job_events.c.id).limit(limit)
-        async with self._read() as conn:
-            return [event_from_row(row) for row in await conn.execute(query)]
+        return await self._read(lambda conn: [event_from_row(r) for r in conn.execute(query)])
 
     async def last_event_id(self) -> int:
         """See `Backend.last_event_id`."""
-        async with self._read() as conn:
-            value = (await conn.execute(sa.select(sa.func.max(job_events.c.id)))).scalar()
-        return int(value or 0)
+        query = sa.select(sa.func.max(job_events.c.id))
+        return int(await self._read(lambda conn: conn.execute(query).scalar()) or 0)
 
     # -- registry ----------------------------------------------------------------------------
     async def publish_job_types(
@@ -502,11 +304,11 @@ class SqlBackend(ABC):
         """See `Backend.publish_job_types`."""
         if not types:
             return
-        async with self._write() as conn:
-            at = await self._now(conn, now)
-            names = [t.name for t in types]
-            await conn.execute(sa.delete(job_types).where(job_types.c.name.in_(names)))
-            await conn.execute(
+
+        def publish(conn: sa.Connection) -> None:
+            at = self._at(conn, now)
+            conn.execute(sa.delete(job_types).where(job_types.c.name.in_([t.name for t in types])))
+            conn.execute(
                 job_types.insert(),
                 [
                     {
@@ -521,8 +323,9 @@ class SqlBackend(ABC):
                 ],
             )
 
+        await self._write(publish)
+
     async def list_job_types(self) -> list[JobTypeInfo]:
         """See `Backend.list_job_types`."""
-        async with self._read() as conn:
-            rows = await conn.execute(sa.select(job_types).order_by(job_types.c.name))
-            return [job_type_from_row(row) for row in rows]
+        query = sa.select(job_types).order_by(job_types.c.name)
+        return await self._read(lambda conn: [job_type_from_row(r) for r in conn.execute(query)])

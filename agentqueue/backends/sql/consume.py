@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentqueue.backends.base import Outcome, OutcomeKind
-from agentqueue.backends.sql.rows import error_json, event_row, insert_events
+from agentqueue.backends.base import HeartbeatResult, Lease, Outcome, OutcomeKind
+from agentqueue.backends.sql.dialect import SqlDialect
+from agentqueue.backends.sql.rows import (
+    JOB_COLUMNS,
+    error_json,
+    event_row,
+    insert_events,
+    job_from_row,
+)
 from agentqueue.backends.sql.tables import jobs
-from agentqueue.models import EventType
+from agentqueue.models import ErrorRecord, EventType, FailureReason, Job
 from agentqueue.states import JobStatus
+
+logger = logging.getLogger(__name__)
 
 _STATUS_AFTER = {
     OutcomeKind.COMPLETE: JobStatus.COMPLETED,
@@ -73,8 +82,8 @@ def _values(outcome: Outcome, row: Any, at: datetime) -> dict[str, Any]:
     return values
 
 
-async def apply_outcomes(
-    conn: AsyncConnection,
+def apply_outcomes(
+    conn: sa.Connection,
     outcomes: Sequence[Outcome],
     rows: Mapping[int, Any],
     at: datetime,
@@ -106,5 +115,173 @@ async def apply_outcomes(
             .where(jobs.c.id == sa.bindparam("b_id"))
             .values({name[2:]: sa.bindparam(name) for name in names if name != "b_id"})
         )
-        await conn.execute(statement, params)
-    await insert_events(conn, events)
+        conn.execute(statement, params)
+    insert_events(conn, events)
+
+
+def claim(
+    conn: sa.Connection,
+    dialect: SqlDialect,
+    *,
+    worker_id: str,
+    queue: str | None,
+    job_types: Sequence[str] | None,
+    limit: int,
+    lease_seconds: float,
+    at: datetime,
+) -> list[Job]:
+    """Claim due jobs inside a write transaction; see `Backend.claim`."""
+    due = dialect.lock(claim_statement(queue, job_types, limit, at))
+    claimed = conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id.in_(due.scalar_subquery()))
+        .values(
+            status=JobStatus.PROCESSING.value,
+            attempts=jobs.c.attempts + 1,
+            locked_by=worker_id,
+            lease_expires_at=at + timedelta(seconds=lease_seconds),
+            started_at=at,
+            updated_at=at,
+            cancel_requested=False,
+        )
+        .returning(*JOB_COLUMNS)
+    )
+    rows = claimed.all()
+    insert_events(
+        conn,
+        [
+            event_row(
+                row._mapping,
+                EventType.CLAIM,
+                JobStatus.PROCESSING,
+                at,
+                {"attempt": row.attempts, "worker": worker_id},
+            )
+            for row in rows
+        ],
+    )
+    found = [job_from_row(row) for row in rows]
+    found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+    return found
+
+
+def owned(
+    conn: sa.Connection, dialect: SqlDialect, worker_id: str, leases: Sequence[Lease]
+) -> dict[int, sa.Row[Any]]:
+    """Return the rows (locked) still held by `worker_id` under the leased attempt."""
+    attempt = {lease.job_id: lease.attempt for lease in leases}
+    query = dialect.lock(
+        sa.select(*JOB_COLUMNS).where(
+            jobs.c.id.in_(list(attempt)),
+            jobs.c.status == JobStatus.PROCESSING.value,
+            jobs.c.locked_by == worker_id,
+        )
+    )
+    return {row.id: row for row in conn.execute(query) if attempt[row.id] == row.attempts}
+
+
+def heartbeat(
+    conn: sa.Connection,
+    dialect: SqlDialect,
+    *,
+    worker_id: str,
+    leases: Sequence[Lease],
+    lease_seconds: float,
+    at: datetime,
+) -> HeartbeatResult:
+    """Extend held leases; see `Backend.heartbeat`."""
+    held = owned(conn, dialect, worker_id, leases)
+    if held:
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id.in_(list(held)))
+            .values(lease_expires_at=at + timedelta(seconds=lease_seconds))
+        )
+    return HeartbeatResult(
+        lost={lease.job_id for lease in leases if lease.job_id not in held},
+        cancel_requested={job_id for job_id, row in held.items() if row.cancel_requested},
+    )
+
+
+def finish(
+    conn: sa.Connection,
+    dialect: SqlDialect,
+    *,
+    worker_id: str,
+    outcomes: Sequence[Outcome],
+    at: datetime,
+) -> set[int]:
+    """Apply outcomes of leases still held; see `Backend.finish`."""
+    held = owned(conn, dialect, worker_id, [o.lease for o in outcomes])
+    apply_outcomes(conn, [o for o in outcomes if o.lease.job_id in held], held, at)
+    return {o.lease.job_id for o in outcomes if o.lease.job_id not in held}
+
+
+def set_progress(
+    conn: sa.Connection,
+    dialect: SqlDialect,
+    *,
+    worker_id: str,
+    lease: Lease,
+    progress: int,
+    message: str | None,
+    at: datetime,
+) -> bool:
+    """Record progress under a held lease; see `Backend.set_progress`."""
+    row = owned(conn, dialect, worker_id, [lease]).get(lease.job_id)
+    if row is None:
+        return False
+    conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == lease.job_id)
+        .values(progress=progress, progress_message=message, updated_at=at)
+    )
+    insert_events(
+        conn,
+        [
+            event_row(
+                row._mapping,
+                EventType.PROGRESS,
+                JobStatus.PROCESSING,
+                at,
+                {"progress": progress, "message": message},
+            )
+        ],
+    )
+    return True
+
+
+def expired_probe(at: datetime) -> sa.Select[Any]:
+    """Select one id of a processing job whose lease has expired (a cheap check)."""
+    return (
+        sa.select(jobs.c.id)
+        .where(jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_expires_at < at)
+        .limit(1)
+    )
+
+
+def rescue(conn: sa.Connection, dialect: SqlDialect, at: datetime) -> list[int]:
+    """Take back expired leases; see `Backend.rescue_expired`."""
+    query = dialect.lock(
+        sa.select(*JOB_COLUMNS).where(
+            jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_expires_at < at
+        )
+    )
+    rows = {row.id: row for row in conn.execute(query)}
+    outcomes = [
+        Outcome(
+            kind=OutcomeKind.RETRY if row.attempts < row.max_attempts else OutcomeKind.FAIL,
+            lease=Lease(row.id, row.attempts),
+            error=ErrorRecord(
+                attempt=row.attempts,
+                at=at,
+                reason=FailureReason.LEASE_EXPIRED,
+                message=f"lease expired on worker {row.locked_by} (crashed, killed or stalled)",
+            ),
+        )
+        for row in rows.values()
+    ]
+    apply_outcomes(conn, outcomes, rows, at, event=EventType.RESCUE)
+    if rows:
+        logger.warning("rescued %d job(s) with expired leases: %s", len(rows), sorted(rows))
+    return sorted(rows)

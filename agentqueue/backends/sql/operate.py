@@ -7,9 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentqueue.backends.base import OutcomeKind
 from agentqueue.backends.sql.rows import JOB_COLUMNS, event_row, insert_events, job_from_row
 from agentqueue.backends.sql.tables import job_tags, jobs
 from agentqueue.errors import InvalidTransition, JobNotFound
@@ -62,11 +60,11 @@ def _tag_condition(tags: list[str], mode: TagMode) -> sa.ColumnElement[bool]:
     return sa.and_(with_all, jobs.c.id.not_in(others))
 
 
-async def locked_job(
-    conn: AsyncConnection, lock: Callable[[sa.Select[Any]], sa.Select[Any]], job_id: int
+def locked_job(
+    conn: sa.Connection, lock: Callable[[sa.Select[Any]], sa.Select[Any]], job_id: int
 ) -> sa.Row[Any]:
     """Read one job inside a write transaction (locked), or raise `JobNotFound`."""
-    row = (await conn.execute(lock(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id)))).first()
+    row = (conn.execute(lock(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id)))).first()
     if row is None:
         raise JobNotFound(job_id)
     return row
@@ -82,18 +80,18 @@ def _refuse(row: sa.Row[Any], transition: Transition, action: str) -> InvalidTra
     )
 
 
-async def _update(
-    conn: AsyncConnection, row: sa.Row[Any], values: dict[str, Any], event: dict[str, Any]
+def _update(
+    conn: sa.Connection, row: sa.Row[Any], values: dict[str, Any], event: dict[str, Any]
 ) -> Job:
-    updated = await conn.execute(
+    updated = conn.execute(
         sa.update(jobs).where(jobs.c.id == row.id).values(values).returning(*JOB_COLUMNS)
     )
     job = job_from_row(updated.one())
-    await insert_events(conn, [event])
+    insert_events(conn, [event])
     return job
 
 
-async def cancel(conn: AsyncConnection, row: sa.Row[Any], at: datetime) -> Job:
+def cancel(conn: sa.Connection, row: sa.Row[Any], at: datetime) -> Job:
     """Cancel a pending/waiting job, or ask a processing one to stop."""
     status = JobStatus(row.status)
     if status not in allowed_sources(Transition.CANCEL):
@@ -101,13 +99,13 @@ async def cancel(conn: AsyncConnection, row: sa.Row[Any], at: datetime) -> Job:
     if status is JobStatus.PROCESSING:
         if row.cancel_requested:
             return job_from_row(row)
-        return await _update(
+        return _update(
             conn,
             row,
             {"cancel_requested": True, "updated_at": at},
             event_row(row._mapping, EventType.CANCEL_REQUESTED, status, at),
         )
-    return await _update(
+    return _update(
         conn,
         row,
         {"status": JobStatus.CANCELLED.value, "completed_at": at, "updated_at": at},
@@ -115,12 +113,12 @@ async def cancel(conn: AsyncConnection, row: sa.Row[Any], at: datetime) -> Job:
     )
 
 
-async def retry(conn: AsyncConnection, row: sa.Row[Any], at: datetime) -> Job:
+def retry(conn: sa.Connection, row: sa.Row[Any], at: datetime) -> Job:
     """Put a failed or cancelled job back to pending now with fresh attempts."""
     status = JobStatus(row.status)
     if status not in allowed_sources(Transition.RETRY):
         raise _refuse(row, Transition.RETRY, "retry")
-    return await _update(
+    return _update(
         conn,
         row,
         {
@@ -140,21 +138,21 @@ async def retry(conn: AsyncConnection, row: sa.Row[Any], at: datetime) -> Job:
     )
 
 
-async def edit(conn: AsyncConnection, row: sa.Row[Any], change: JobEdit, at: datetime) -> Job:
+def edit(conn: sa.Connection, row: sa.Row[Any], change: JobEdit, at: datetime) -> Job:
     """Apply `change` to a pending job and record which fields changed."""
     status = JobStatus(row.status)
     if status not in allowed_sources(Transition.EDIT):
         raise _refuse(row, Transition.EDIT, "edit")
     values = change.model_dump(exclude_unset=True)
     if "tags" in values:
-        await conn.execute(sa.delete(job_tags).where(job_tags.c.job_id == row.id))
+        conn.execute(sa.delete(job_tags).where(job_tags.c.job_id == row.id))
         if values["tags"]:
-            await conn.execute(
+            conn.execute(
                 job_tags.insert(), [{"job_id": row.id, "tag": tag} for tag in values["tags"]]
             )
     fields = sorted(values)
     values["updated_at"] = at
-    return await _update(
+    return _update(
         conn,
         row,
         values,
@@ -171,8 +169,3 @@ def stats_from_counts(counts: list[tuple[str, str, int]]) -> QueueStats:
         per_type[JobStatus(status)] += count
         totals[JobStatus(status)] += count
     return QueueStats(by_type=by_type, totals=totals)
-
-
-def rescue_kind(row: Any) -> OutcomeKind:
-    """A rescued job retries while attempts remain, else it fails."""
-    return OutcomeKind.RETRY if row.attempts < row.max_attempts else OutcomeKind.FAIL

@@ -52,10 +52,10 @@ def error_json(error: ErrorRecord) -> dict[str, Any]:
     return error.model_dump(mode="json")
 
 
-async def insert_events(conn: Any, rows: list[dict[str, Any]]) -> None:
+def insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Insert event rows in one statement (nothing when `rows` is empty)."""
     if rows:
-        await conn.execute(job_events.insert(), rows)
+        conn.execute(job_events.insert(), rows)
 
 
 JOB_COLUMNS = tuple(jobs.c)

@@ -1,25 +1,27 @@
-"""The SQLite store: WAL, `BEGIN IMMEDIATE` writes, one writer per process, cross-process wake-ups.
+"""The SQLite store: WAL, `BEGIN IMMEDIATE` writes, one writer thread per process, wake-ups.
 
-SQLite allows one writer at a time. In one process, writes queue on an asyncio lock instead of
-spinning in SQLite's busy handler; across processes `BEGIN IMMEDIATE` takes the write lock up
-front (a deferred transaction that upgrades later can fail with SQLITE_BUSY that no busy handler
-retries) and `busy_timeout` absorbs the wait.
+SQLite allows one writer at a time. In one process, every write transaction runs on one
+dedicated writer thread (stdlib sqlite3 through SQLAlchemy Core): writers queue there instead of
+spinning in SQLite's busy handler, and a whole transaction costs one thread hop, not one per
+statement (the per-call hop of an async driver costs more than the WAL fsync; see
+docs/architecture.md). Reads run on a small pool of reader threads. Across processes,
+`BEGIN IMMEDIATE` takes the write lock up front (a deferred transaction that upgrades later can
+fail with SQLITE_BUSY that no busy handler retries) and `busy_timeout` absorbs the wait.
 
 SQLite has no notification channel. A watcher thread polls `PRAGMA data_version` (a counter that
 changes when another connection commits: a few microseconds, no table read) every
 `poll_interval` and wakes waiting tasks; commits from this process wake them at once.
 
 `memory://` (or `sqlite:///:memory:`) is the same store on one private in-memory database, for
-tests and demos: every operation runs on the single connection, one at a time.
+tests and demos: every operation runs on its single connection, on the one writer thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,11 @@ from urllib.parse import parse_qs, urlsplit
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from agentqueue.backends.base import Capabilities
 from agentqueue.backends.signal import ChangeSignal
-from agentqueue.backends.sql.backend import SqlBackend
+from agentqueue.backends.sql.backend import SqlBackend, T, Work
 from agentqueue.errors import BackendUnavailable, ConfigError
 
 _SYNCHRONOUS = {"off": "OFF", "normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
@@ -108,26 +109,37 @@ class SqliteBackend(SqlBackend):
                     f"cannot create SQLite database {options.path!r}: "
                     f"folder {str(parent)!r} does not exist"
                 )
-            engine = create_async_engine(
-                f"sqlite+aiosqlite:///{options.path}",
+            self.engine = sa.create_engine(
+                f"sqlite:///{options.path}",
+                poolclass=QueuePool,
                 pool_size=options.pool_size,
                 max_overflow=options.pool_size,
+                connect_args={"check_same_thread": False},
             )
         else:
-            engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
-        super().__init__(engine)
+            self.engine = sa.create_engine(
+                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
         self.capabilities = Capabilities(
             transactional_enqueue=False,
             cross_process_wakeup=not self.memory,
             durable=not self.memory,
         )
-        self._write_engine = engine.execution_options(aq_write=True)
-        self._lock_all = asyncio.Lock()
+        self._write_engine = self.engine.execution_options(aq_write=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="agentqueue-sqlite-writer")
+        # The in-memory database has one connection: reads share the writer's thread.
+        self._readers = (
+            self._writer
+            if self.memory
+            else ThreadPoolExecutor(
+                options.pool_size, thread_name_prefix="agentqueue-sqlite-reader"
+            )
+        )
         self._signal = ChangeSignal()
         self._watcher: threading.Thread | None = None
         self._stop_watcher = threading.Event()
-        event.listen(engine.sync_engine, "connect", self._on_connect)
-        event.listen(engine.sync_engine, "begin", self._on_begin)
+        event.listen(self.engine, "connect", self._on_connect)
+        event.listen(self.engine, "begin", self._on_begin)
 
     @classmethod
     def from_url(cls, url: str) -> SqliteBackend:
@@ -152,22 +164,22 @@ class SqliteBackend(SqlBackend):
         else:
             conn.exec_driver_sql("BEGIN")
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._lock_all, super()._write() as conn:
-            yield conn
-
-    def _after_commit(self) -> None:
+    async def _write(self, work: Work[T]) -> T:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._writer, self._run, self._write_engine, work)
         self._signal.notify()
+        return result
 
-    @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        if self.memory:  # one shared connection: never interleave with a write
-            async with self._lock_all, super()._read() as conn:
-                yield conn
-        else:
-            async with super()._read() as conn:
-                yield conn
+    async def _read(self, work: Work[T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run, self.engine, work)
+
+    def _run(self, engine: sa.Engine, work: Work[T]) -> T:
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except sa_exc.DBAPIError as error:
+            raise self._translate(error) from error
 
     def _translate(self, error: sa_exc.DBAPIError) -> Exception:
         message = str(error.orig)
@@ -225,4 +237,8 @@ class SqliteBackend(SqlBackend):
         self._stop_watcher.set()
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.join, 1.0)
-        await super().close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self.engine.dispose)
+        self._writer.shutdown(wait=False)
+        if self._readers is not self._writer:
+            self._readers.shutdown(wait=False)
