@@ -135,6 +135,7 @@ class SqliteBackend(SqlBackend):
                 options.pool_size, thread_name_prefix="agentqueue-sqlite-reader"
             )
         )
+        self._writer_conn: sa.Connection | None = None
         self._signal = ChangeSignal()
         self._watcher: threading.Thread | None = None
         self._stop_watcher = threading.Event()
@@ -166,9 +167,22 @@ class SqliteBackend(SqlBackend):
 
     async def _write(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._writer, self._run, self._write_engine, work)
+        result = await loop.run_in_executor(self._writer, self._run_write, work)
         self._signal.notify()
         return result
+
+    def _run_write(self, work: Work[T]) -> T:
+        # The writer thread keeps its connection: a pool checkout per transaction costs about
+        # as much as the statements of a small one.
+        if self._writer_conn is None or self._writer_conn.closed:
+            self._writer_conn = self._write_engine.connect()
+        try:
+            with self._writer_conn.begin():
+                return work(self._writer_conn)
+        except sa_exc.DBAPIError as error:
+            if error.connection_invalidated:
+                self._writer_conn = None
+            raise self._translate(error) from error
 
     async def _read(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
@@ -232,13 +246,19 @@ class SqliteBackend(SqlBackend):
         finally:
             conn.close()
 
+    def _dispose(self) -> None:
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
+        self.engine.dispose()
+
     async def close(self) -> None:
         """See `Backend.close`."""
         self._stop_watcher.set()
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.join, 1.0)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self.engine.dispose)
+        await loop.run_in_executor(self._writer, self._dispose)
         self._writer.shutdown(wait=False)
         if self._readers is not self._writer:
             self._readers.shutdown(wait=False)
