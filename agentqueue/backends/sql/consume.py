@@ -170,12 +170,16 @@ def owned(
 ) -> dict[int, sa.Row[Any]]:
     """Return the rows (locked) still held by `worker_id` under the leased attempt."""
     attempt = {lease.job_id: lease.attempt for lease in leases}
-    query = dialect.lock(
-        sa.select(*JOB_COLUMNS).where(
+    # Wait for (never skip) a row another transaction holds, or a busy job would read as a lost
+    # lease; lock in id order so two writers never deadlock.
+    query = dialect.lock_wait(
+        sa.select(*JOB_COLUMNS)
+        .where(
             jobs.c.id.in_(list(attempt)),
             jobs.c.status == JobStatus.PROCESSING.value,
             jobs.c.locked_by == worker_id,
         )
+        .order_by(jobs.c.id)
     )
     return {row.id: row for row in conn.execute(query) if attempt[row.id] == row.attempts}
 
