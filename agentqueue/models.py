@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from agentqueue.clock import utc
 from agentqueue.states import JobStatus
@@ -210,6 +210,23 @@ class JobEdit(BaseModel):
     retry_delay_max: float | None = Field(default=None, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     queue: Annotated[str, Field(pattern=QUEUE_PATTERN)] | None = None
+
+    @model_validator(mode="after")
+    def _refuse_null_for_required_fields(self) -> JobEdit:
+        # None is the "not given" default, so an explicit null (e.g. JSON null from a door)
+        # would otherwise reach the store as NULL in a NOT NULL column.
+        nulls = sorted(
+            name
+            for name in self.model_fields_set
+            if getattr(self, name) is None and name not in _NULLABLE_EDITS
+        )
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null (leave a field out to keep it)")
+        return self
+
+
+_NULLABLE_EDITS = frozenset({"payload", "timeout", "retry_delay_max"})
+"""`JobEdit` fields that may be set to null: no timeout, no cap on the retry delay."""
 
 
 class JobTypeInfo(BaseModel):

@@ -232,6 +232,9 @@ class Queue:
             stored = await self._stored_type(job.job_type)
             if stored is not None:
                 validate_stored(stored, payload)
+                # A process without the handler (the CLI, another service) must still send
+                # the job to the handler's queue, or workers serving only that queue miss it.
+                defaults = JobOptions(queue=stored.queue)
         try:
             json.dumps(payload, allow_nan=False)
         except (TypeError, ValueError) as error:
@@ -294,17 +297,15 @@ class Queue:
                 job_type=_as_list(job_type),
                 queue=_as_list(queue),
                 tags=list(tags) if tags is not None else None,
-                tag_mode=TagMode(tag_mode),
+                tag_mode=_choice(TagMode, tag_mode, "tag_mode"),
                 created_after=created_after,
                 created_before=created_before,
                 run_at_after=run_at_after,
                 run_at_before=run_at_before,
             )
-            order = ListOrder(order)
         except ValidationError as error:
             raise invalid_from(error, "filter") from None
-        except ValueError as error:
-            raise InvalidArgument(f"invalid filter: {error}") from None
+        order = _choice(ListOrder, order, "order")
         after_id = _decode_cursor(cursor)
         store = await self._store()
         items = await store.list_jobs(filter, limit=limit + 1, after_id=after_id, order=order)
@@ -409,7 +410,11 @@ class Queue:
             raise JobNotFound(job_id)
         async for event in self.events(after_id=after_id, job_id=job_id):
             yield event
-            if event.status in TERMINAL:
+            # A terminal event in the history is the end only if nothing followed it (an
+            # operator's retry_job starts the job again).
+            if event.status in TERMINAL and not await store.read_events(
+                after_id=event.id, limit=1, job_id=job_id
+            ):
                 return
 
     # -- workers -----------------------------------------------------------------------------
@@ -426,6 +431,18 @@ def _as_list(value: Any) -> list[Any] | None:
     if isinstance(value, str):
         return [value]
     return list(value)
+
+
+E = TypeVar("E", TagMode, ListOrder)
+
+
+def _choice(kind: type[E], value: Any, name: str) -> E:
+    """Return `value` as a member of `kind`, or an `InvalidArgument` naming the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise InvalidArgument(f"{name} must be one of {choices}, not {value!r}") from None
 
 
 def _decode_cursor(cursor: str | None) -> int | None:
