@@ -237,6 +237,9 @@ class JobTypeInfo(BaseModel):
     queue: str = "default"
     payload_schema: dict[str, Any] = Field(default_factory=dict[str, Any])
     examples: list[Any] = Field(default_factory=list[Any])
+    defaults: JobOptions = Field(default_factory=JobOptions)
+    """The handler's job options (max_attempts, retry_delay, timeout …), applied by any process
+    that enqueues this type, not only the one that imported the handler."""
     updated_at: datetime | None = None
 
 

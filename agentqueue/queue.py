@@ -232,9 +232,9 @@ class Queue:
             stored = await self._stored_type(job.job_type)
             if stored is not None:
                 validate_stored(stored, payload)
-                # A process without the handler (the CLI, another service) must still send
-                # the job to the handler's queue, or workers serving only that queue miss it.
-                defaults = JobOptions(queue=stored.queue)
+                # A process without the handler (the CLI, another service) must still give the
+                # job its handler's queue and options, or workers serving that queue miss it.
+                defaults = stored.defaults.model_copy(update={"queue": stored.queue})
         try:
             json.dumps(payload, allow_nan=False)
         except (TypeError, ValueError) as error:

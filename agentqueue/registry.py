@@ -54,6 +54,7 @@ class HandlerSpec:
             queue=self.queue or "default",
             payload_schema=self.payload_schema(),
             examples=self.examples,
+            defaults=self.defaults,
         )
 
     def parse(self, payload: Any) -> Any:

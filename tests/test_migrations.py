@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
 from agentqueue import Queue, SchemaMismatch
 from agentqueue.backends.sql import migrations, tables
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _schema_diff(conn: sa.Connection) -> list[object]:
@@ -59,3 +63,25 @@ async def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SchemaMismatch, match="newer than this code"):
         await queue.open()
     await queue.backend.close()
+
+
+async def test_upgrading_from_version_1_keeps_rows_and_fills_new_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        tables.schema_migrations.create(conn)
+        migrations.m0001_initial.upgrade(Operations(MigrationContext.configure(conn)))
+        conn.execute(
+            tables.schema_migrations.insert().values(version=1, name="initial", applied_at=T0)
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO aq_job_types (name, description, queue, payload_schema, examples,"
+                " updated_at) VALUES ('old', '', 'default', '{}', '[]', 0)"
+            )
+        )
+    engine.dispose()
+    async with Queue(url) as queue:
+        (old,) = await queue.list_job_types()
+    assert old.name == "old"
+    assert old.defaults.max_attempts is None

@@ -218,6 +218,26 @@ async def test_a_process_without_the_handler_validates_against_the_published_reg
         assert (await worker_side.get_job(job_id)) is not None
 
 
+async def test_a_process_without_the_handler_applies_the_published_handler_defaults(
+    sqlite_url: str,
+) -> None:
+    async with Queue(sqlite_url) as worker_side, Queue(sqlite_url) as api_side:
+
+        @worker_side.handler("report", queue="slow", max_attempts=7, retry_delay=2, timeout=30)
+        async def report(payload: dict[str, Any]) -> None:
+            """Build a report."""
+
+        await worker_side.publish_job_types()
+        job_id = await api_side.add_job("report", {"month": 11})
+        overridden = await api_side.add_job("report", {}, max_attempts=2, queue="fast")
+        job = await api_side.get_job(job_id)
+        other = await api_side.get_job(overridden)
+    assert job is not None
+    assert other is not None
+    assert (job.queue, job.max_attempts, job.retry_delay, job.timeout) == ("slow", 7, 2.0, 30.0)
+    assert (other.queue, other.max_attempts, other.retry_delay) == ("fast", 2, 2.0)
+
+
 async def test_add_jobs_stores_nothing_when_one_item_is_invalid(queue: Queue) -> None:
     register_email(queue)
     batch: list[NewJob | dict[str, Any]] = [

@@ -316,6 +316,7 @@ class SqlBackend(ABC):
                         "description": t.description,
                         "queue": t.queue,
                         "payload_schema": t.payload_schema,
+                        "defaults": t.defaults.model_dump(mode="json", exclude_none=True),
                         "examples": t.examples,
                         "updated_at": at,
                     }

@@ -171,6 +171,7 @@ job_types = sa.Table(
     sa.Column("payload_schema", JSONType, nullable=False),
     sa.Column("examples", JSONType, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("defaults", JSONType, nullable=False, server_default=sa.text("'{}'")),
 )
 
 schema_migrations = sa.Table(

@@ -17,14 +17,14 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
 from agentqueue.backends.sql import tables
-from agentqueue.backends.sql.migrations import m0001_initial
+from agentqueue.backends.sql.migrations import m0001_initial, m0002_job_type_defaults
 from agentqueue.errors import SchemaMismatch
 
 # Alembic announces its context at INFO on every run; our runner reports what it applied itself.
 for _name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-MIGRATIONS: list[ModuleType] = [m0001_initial]
+MIGRATIONS: list[ModuleType] = [m0001_initial, m0002_job_type_defaults]
 LATEST = MIGRATIONS[-1].VERSION
 
 
