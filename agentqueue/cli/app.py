@@ -1,0 +1,56 @@
+"""The root `agentqueue` command: `--version` and the command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agentqueue.cli import admin, jobs
+from agentqueue.cli import worker as worker_commands
+from agentqueue.cli.common import AgentQueueGroup
+from agentqueue.cli.demo import demo
+
+app = typer.Typer(
+    name="agentqueue",
+    help="A durable background-job queue: run workers, add and inspect jobs.",
+    cls=AgentQueueGroup,
+    no_args_is_help=True,
+    # User errors never reach here (the group prints them as one line); a traceback left is a
+    # bug, and rich's locals dump could show secrets such as store passwords.
+    pretty_exceptions_enable=False,
+)
+app.add_typer(jobs.app)
+app.command("worker")(worker_commands.worker)
+app.command("migrate")(admin.migrate)
+app.command("stats")(admin.stats)
+app.command("job-types")(admin.job_types)
+app.command("demo")(demo)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from agentqueue import __version__
+
+        typer.echo(f"agentqueue {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """A durable background-job queue: run workers, add and inspect jobs."""
+
+
+def main() -> None:
+    """Run the command line (the `agentqueue` console script)."""
+    app(prog_name="agentqueue")

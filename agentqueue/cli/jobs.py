@@ -1,0 +1,313 @@
+"""`agentqueue jobs …`: add, list, show, cancel, retry, edit and inspect jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from agentqueue.cli.common import (
+    AppOption,
+    JsonOption,
+    UrlOption,
+    format_time,
+    opened_queue,
+    parse_json_option,
+    parse_time_option,
+    print_fields,
+    print_json,
+    print_table,
+    run,
+    split_list,
+)
+from agentqueue.errors import InvalidArgument, JobNotFound
+from agentqueue.models import Job, JobEvent, ListOrder, Page, TagMode
+from agentqueue.queue import Queue
+from agentqueue.states import JobStatus
+
+app = typer.Typer(
+    name="jobs",
+    help="Add, list, inspect and change jobs.",
+    no_args_is_help=True,
+)
+
+JobId = Annotated[int, typer.Argument(help="The job's id.", show_default=False)]
+TagOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tag", help="A tag; repeat (or comma-separate) for several.", show_default=False
+    ),
+]
+
+JOB_COLUMNS = ("id", "status", "job_type", "queue", "priority", "attempts", "run_at", "tags")
+
+
+def job_row(job: Job) -> list[Any]:
+    """Return a job's cells for the jobs table (columns `JOB_COLUMNS`)."""
+    return [
+        job.id,
+        job.status.value,
+        job.job_type,
+        job.queue,
+        job.priority,
+        f"{job.attempts}/{job.max_attempts}",
+        format_time(job.run_at),
+        ",".join(job.tags),
+    ]
+
+
+def print_job(job: Job) -> None:
+    """Print every field of a job, one per line, most useful first."""
+    first = ["id", "status", "job_type", "queue", "priority", "attempts", "max_attempts"]
+    first += ["run_at", "tags", "payload", "output", "last_error", "failure_reason"]
+    data = job.model_dump()
+    history = data.pop("error_history")
+    data["tags"] = ", ".join(data["tags"])
+    pairs = [(name, data.pop(name)) for name in first]
+    pairs += list(data.items())
+    print_fields(pairs)
+    if history:
+        typer.echo("error_history")
+    for record in history:
+        typer.echo(
+            f"  attempt {record['attempt']} at {format_time(record['at'])}: "
+            f"{record['reason'].value}: {record['message']}"
+        )
+
+
+async def _require_job(queue: Queue, job_id: int) -> Job:
+    job = await queue.get_job(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+@app.command("add")
+def add_job(
+    job_type: Annotated[str, typer.Argument(help="The job type (its handler's name).")],
+    payload: Annotated[
+        str | None,
+        typer.Option(help="The payload as JSON (or @file.json).", show_default=False),
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="Higher runs first (default 0).", show_default=False)
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option(help="Seconds from now before it may run.", show_default=False)
+    ] = None,
+    run_at: Annotated[
+        str | None,
+        typer.Option(
+            "--run-at", help="Do not run before this ISO 8601 time (with Z or an offset)."
+        ),
+    ] = None,
+    tag: TagOption = None,
+    queue_name: Annotated[
+        str | None,
+        typer.Option("--queue", help="The queue (default: the handler's, else default)."),
+    ] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts before it fails.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per attempt.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="A second add with the same job type and key returns the first id."),
+    ] = None,
+    app_spec: AppOption = None,
+    url: UrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Enqueue a job and print its id."""
+    if delay is not None and run_at is not None:
+        raise InvalidArgument("give --delay or --run-at, not both")
+    # Only options the user gave are passed, so the handler's defaults apply to the rest.
+    given = {
+        "priority": priority,
+        "delay": delay,
+        "run_at": parse_time_option("--run-at", run_at) if run_at is not None else None,
+        "tags": split_list(tag),
+        "queue": queue_name,
+        "max_attempts": max_attempts,
+        "timeout": timeout,
+        "idempotency_key": idempotency_key,
+    }
+    options = {name: value for name, value in given.items() if value is not None}
+    data = parse_json_option("--payload", payload) if payload is not None else {}
+
+    async def go() -> Job:
+        async with opened_queue(url, app_spec) as queue:
+            job_id = await queue.add_job(job_type, data, **options)
+            return await _require_job(queue, job_id)
+
+    job = run(go())
+    if json_output:
+        print_json(job.model_dump(mode="json"))
+    else:
+        typer.echo(job.id)
+
+
+@app.command("list")
+def list_jobs(
+    status: Annotated[
+        list[JobStatus] | None,
+        typer.Option(help="Only jobs in this status; repeat for several.", show_default=False),
+    ] = None,
+    job_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--job-type", help="Only this job type; repeat for several.", show_default=False
+        ),
+    ] = None,
+    queue_name: Annotated[
+        list[str] | None,
+        typer.Option("--queue", help="Only this queue; repeat for several.", show_default=False),
+    ] = None,
+    tag: TagOption = None,
+    tag_mode: Annotated[
+        TagMode, typer.Option("--tag-mode", help="How --tag matches a job's tags.")
+    ] = TagMode.ANY,
+    limit: Annotated[int, typer.Option(help="Jobs per page (1-1000).")] = 50,
+    cursor: Annotated[
+        str | None, typer.Option(help="next_cursor of the previous page.", show_default=False)
+    ] = None,
+    oldest: Annotated[
+        bool, typer.Option("--oldest", help="Oldest first (default newest).")
+    ] = False,
+    url: UrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List jobs, newest first, one page at a time."""
+
+    async def go() -> Page[Job]:
+        async with opened_queue(url) as queue:
+            return await queue.list_jobs(
+                status=status,
+                job_type=split_list(job_type),
+                queue=split_list(queue_name),
+                tags=split_list(tag),
+                tag_mode=tag_mode,
+                limit=limit,
+                cursor=cursor,
+                order=ListOrder.OLDEST if oldest else ListOrder.NEWEST,
+            )
+
+    page = run(go())
+    if json_output:
+        print_json(page.model_dump(mode="json"))
+        return
+    if not page.items:
+        typer.echo("no jobs")
+    else:
+        print_table(JOB_COLUMNS, [job_row(job) for job in page.items])
+    if page.next_cursor is not None:
+        typer.echo(f"more: --cursor {page.next_cursor}")
+
+
+@app.command("show")
+def show_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = False) -> None:
+    """Show everything about one job."""
+
+    async def go() -> Job:
+        async with opened_queue(url) as queue:
+            return await _require_job(queue, job_id)
+
+    job = run(go())
+    if json_output:
+        print_json(job.model_dump(mode="json"))
+    else:
+        print_job(job)
+
+
+@app.command("cancel")
+def cancel_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = False) -> None:
+    """Cancel a job: a waiting one at once, a running one is asked to stop."""
+
+    async def go() -> Job:
+        async with opened_queue(url) as queue:
+            return await queue.cancel_job(job_id)
+
+    job = run(go())
+    if json_output:
+        print_json(job.model_dump(mode="json"))
+    elif job.status is JobStatus.CANCELLED:
+        typer.echo(f"job {job.id} cancelled")
+    else:
+        typer.echo(f"job {job.id} is {job.status.value}: cancel requested, its handler will stop")
+
+
+@app.command("retry")
+def retry_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = False) -> None:
+    """Run a failed or cancelled job again from attempt 1."""
+
+    async def go() -> Job:
+        async with opened_queue(url) as queue:
+            return await queue.retry_job(job_id)
+
+    job = run(go())
+    if json_output:
+        print_json(job.model_dump(mode="json"))
+    else:
+        typer.echo(f"job {job.id} is {job.status.value} again")
+
+
+@app.command("events")
+def job_events(job_id: JobId, url: UrlOption = None, json_output: JsonOption = False) -> None:
+    """Show a job's history, oldest first."""
+
+    async def go() -> list[JobEvent]:
+        async with opened_queue(url) as queue:
+            return await queue.get_job_events(job_id)
+
+    events = run(go())
+    if json_output:
+        print_json([event.model_dump(mode="json") for event in events])
+        return
+    print_table(
+        ("id", "at", "event", "status", "data"),
+        [(e.id, format_time(e.at), e.type.value, e.status.value, e.data) for e in events],
+    )
+
+
+@app.command("edit")
+def edit_job(
+    job_id: JobId,
+    payload: Annotated[
+        str | None,
+        typer.Option(help="The new payload as JSON (or @file.json).", show_default=False),
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="The new priority.", show_default=False)
+    ] = None,
+    run_at: Annotated[
+        str | None,
+        typer.Option("--run-at", help="The new ISO 8601 time (with Z or an offset)."),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="The new tags (replace the old); repeat for several."),
+    ] = None,
+    app_spec: AppOption = None,
+    url: UrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Change a pending job; fields not given stay as they are."""
+    changes: dict[str, Any] = {}
+    if payload is not None:
+        changes["payload"] = parse_json_option("--payload", payload)
+    if priority is not None:
+        changes["priority"] = priority
+    if run_at is not None:
+        changes["run_at"] = parse_time_option("--run-at", run_at)
+    if tag:
+        changes["tags"] = split_list(tag) or []
+    if not changes:
+        raise InvalidArgument("nothing to change: give --payload, --priority, --run-at or --tag")
+
+    async def go() -> Job:
+        async with opened_queue(url, app_spec) as queue:
+            return await queue.edit_job(job_id, **changes)
+
+    job = run(go())
+    if json_output:
+        print_json(job.model_dump(mode="json"))
+    else:
+        typer.echo(f"job {job.id} updated: {', '.join(sorted(changes))}")
