@@ -119,7 +119,9 @@ async def run_demo(*, rounds: int | None = None, interval: float = 3.0, show: bo
         worker = queue.worker(queues={"ai": 2, "default": 5}, shutdown_timeout=5)
         worker_task = asyncio.create_task(worker.run())
         # Start the event cursor before the first enqueue so no event is missed.
-        printer = asyncio.create_task(_print_events(show, await queue.backend.last_event_id()))
+        printer = asyncio.create_task(
+            _print_events(show, await queue.backend.latest_event_cursor())
+        )
         try:
             number = 0
             while not worker_task.done() and (rounds is None or number < rounds):
@@ -144,9 +146,9 @@ async def _wait_idle(limit: float = 30.0) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _print_events(show: bool, after_id: int) -> None:
+async def _print_events(show: bool, after: str | None) -> None:
     if show:
         print(f"agentqueue demo on {queue.url} (Ctrl+C to stop)", flush=True)  # noqa: T201
-    async for event in queue.events(after_id=after_id):
+    async for event in queue.events(after=after, from_start=after is None):
         if show:
             print(_describe(event), flush=True)  # noqa: T201

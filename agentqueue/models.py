@@ -167,6 +167,9 @@ class JobEvent(BaseModel):
     """The job's status right after the event."""
     at: datetime
     data: dict[str, Any] = Field(default_factory=dict[str, Any])
+    cursor: str = ""
+    """Position of the event in the store's feed: pass it as `Queue.events(after=...)` to resume
+    right after it (an opaque string; on SQLite it is the id)."""
 
 
 class JobFilter(BaseModel):

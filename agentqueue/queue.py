@@ -376,7 +376,8 @@ class Queue:
     async def events(
         self,
         *,
-        after_id: int | None = None,
+        after: str | None = None,
+        from_start: bool = False,
         job_id: int | None = None,
         job_types: Sequence[str] | None = None,
         queues: Sequence[str] | None = None,
@@ -384,23 +385,29 @@ class Queue:
     ) -> AsyncIterator[JobEvent]:
         """Yield job events as they are committed, from any process, forever.
 
-        Starts after `after_id` (default: the newest event now, i.e. only new events).
+        Starts after the event whose `cursor` is `after` (resume without gaps), else from the
+        first event with `from_start`, else with the events committed from now on.
+
+        Raises:
+            InvalidArgument: `after` is not an event cursor of this store.
         """
         store = await self._store()
-        cursor = await store.last_event_id() if after_id is None else after_id
+        cursor = after
+        if cursor is None and not from_start:
+            cursor = await store.latest_event_cursor()
         while True:
             token = store.change_token()
             found = await store.read_events(
-                after_id=cursor, limit=batch, job_id=job_id, job_types=job_types, queues=queues
+                after=cursor, limit=batch, job_id=job_id, job_types=job_types, queues=queues
             )
             for event in found:
-                cursor = event.id
+                cursor = event.cursor
                 yield event
             if len(found) < batch:
                 await store.wait_for_change(1.0, since=token)
 
-    async def subscribe(self, job_id: int, *, after_id: int = 0) -> AsyncIterator[JobEvent]:
-        """Yield one job's events (its whole history first, from `after_id`) until it is terminal.
+    async def subscribe(self, job_id: int) -> AsyncIterator[JobEvent]:
+        """Yield one job's events, its whole history first, until it is terminal.
 
         Raises:
             JobNotFound: no such job.
@@ -408,12 +415,12 @@ class Queue:
         store = await self._store()
         if await store.get_job(job_id) is None:
             raise JobNotFound(job_id)
-        async for event in self.events(after_id=after_id, job_id=job_id):
+        async for event in self.events(from_start=True, job_id=job_id):
             yield event
             # A terminal event in the history is the end only if nothing followed it (an
             # operator's retry_job starts the job again).
             if event.status in TERMINAL and not await store.read_events(
-                after_id=event.id, limit=1, job_id=job_id
+                after=event.cursor, limit=1, job_id=job_id
             ):
                 return
 

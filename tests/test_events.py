@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from agentqueue import ErrorRecord, EventType, FailureReason, JobEvent, JobNotFound, Queue
+from agentqueue import (
+    ErrorRecord,
+    EventType,
+    FailureReason,
+    InvalidArgument,
+    JobEvent,
+    JobNotFound,
+    Queue,
+)
 from agentqueue.backends.base import Lease, Outcome, OutcomeKind
 from agentqueue.states import JobStatus
 from agentqueue.testing import run_due_jobs
@@ -95,7 +103,7 @@ async def test_events_yields_only_events_committed_after_it_started_in_order(
     assert old not in {e.job_id for e in received}
     mine = [(e.job_id, e.type) for e in received if e.job_id in {a, b}]
     assert mine == [(a, EventType.ADDED), (b, EventType.ADDED), (a, EventType.CANCEL)]
-    history = await queue.backend.read_events(after_id=0, limit=1000)
+    history = await queue.backend.read_events(after=None, limit=1000)
     assert_gap_free_and_ordered(received, history)
 
 
@@ -122,28 +130,28 @@ async def test_events_written_by_another_queue_on_the_same_file_arrive(sqlite_ur
             JobStatus.CANCELLED,
         )
         assert_gap_free_and_ordered(
-            received, await reader.backend.read_events(after_id=0, limit=99)
+            received, await reader.backend.read_events(after=None, limit=99)
         )
 
 
-async def test_after_id_resumes_the_feed_exactly_where_it_stopped(queue: Queue) -> None:
+async def test_after_a_cursor_the_feed_resumes_exactly_where_it_stopped(queue: Queue) -> None:
     ids = await queue.add_jobs([{"job_type": "a"} for _ in range(5)])
     for job_id in ids[:3]:
         await queue.cancel_job(job_id)
-    async with contextlib.aclosing(queue.events(after_id=0)) as feed:
+    async with contextlib.aclosing(queue.events(from_start=True)) as feed:
         first = await take(feed, 4)
-    async with contextlib.aclosing(queue.events(after_id=first[-1].id)) as feed:
+    async with contextlib.aclosing(queue.events(after=first[-1].cursor)) as feed:
         rest = await take(feed, 4)
     everything = first + rest
     assert [e.type.value for e in everything] == ["added"] * 5 + ["cancel"] * 3
     assert [e.job_id for e in everything] == ids + ids[:3]
-    assert_gap_free_and_ordered(everything, await queue.backend.read_events(after_id=0, limit=99))
+    assert_gap_free_and_ordered(everything, await queue.backend.read_events(after=None, limit=99))
 
 
 async def test_a_resumed_feed_also_delivers_later_events(queue: Queue) -> None:
     first = await queue.add_job("a")
     (added,) = await queue.get_job_events(first)
-    async with contextlib.aclosing(queue.events(after_id=added.id)) as feed:
+    async with contextlib.aclosing(queue.events(after=added.cursor)) as feed:
         reading = asyncio.ensure_future(take(feed, 1))
         second = await queue.add_job("a")
         async with asyncio.timeout(5):
@@ -153,7 +161,7 @@ async def test_a_resumed_feed_also_delivers_later_events(queue: Queue) -> None:
 
 async def test_events_filtered_by_job_id_show_only_that_job(queue: Queue) -> None:
     a, b = await queue.add_jobs([{"job_type": "x"}, {"job_type": "x"}])
-    async with contextlib.aclosing(queue.events(after_id=0, job_id=b)) as feed:
+    async with contextlib.aclosing(queue.events(from_start=True, job_id=b)) as feed:
         reading = asyncio.ensure_future(take(feed, 2))
         await queue.cancel_job(a)
         await queue.cancel_job(b)
@@ -171,12 +179,12 @@ async def test_events_filtered_by_job_types_and_queues(queue: Queue) -> None:
             {"job_type": "resize", "queue": "media"},
         ]
     )
-    async with contextlib.aclosing(queue.events(after_id=0, job_types=["email"])) as feed:
+    async with contextlib.aclosing(queue.events(from_start=True, job_types=["email"])) as feed:
         by_type = await take(feed, 2)
-    async with contextlib.aclosing(queue.events(after_id=0, queues=["mail", "media"])) as feed:
+    async with contextlib.aclosing(queue.events(from_start=True, queues=["mail", "media"])) as feed:
         by_queue = await take(feed, 2)
     async with contextlib.aclosing(
-        queue.events(after_id=0, job_types=["email"], queues=["default"])
+        queue.events(from_start=True, job_types=["email"], queues=["default"])
     ) as feed:
         both = await take(feed, 1)
     assert [e.job_id for e in by_type] == [ids[0], ids[2]]
@@ -289,3 +297,10 @@ async def test_subscribe_follows_a_retried_job_past_its_old_failure(queue: Queue
         EventType.CLAIM,
         EventType.COMPLETE,
     ]
+
+
+async def test_a_malformed_cursor_is_refused_with_a_clear_error(queue: Queue) -> None:
+    feed = queue.events(after="not-a-cursor")
+    with pytest.raises(InvalidArgument, match="cursor"):
+        await anext(feed)
+    await feed.aclose()

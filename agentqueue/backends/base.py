@@ -285,17 +285,23 @@ class Backend(Protocol):
     async def read_events(
         self,
         *,
-        after_id: int,
+        after: str | None,
         limit: int,
         job_id: int | None = None,
         job_types: Sequence[str] | None = None,
         queues: Sequence[str] | None = None,
     ) -> list[JobEvent]:
-        """Return events with id > `after_id`, oldest first, gap-free in commit order."""
+        """Return events after the cursor `after` (None: from the first), in commit order.
+
+        The feed is gap-free: an event committed later never sorts before one already returned.
+
+        Raises:
+            InvalidArgument: `after` is not a cursor of this store.
+        """
         ...
 
-    async def last_event_id(self) -> int:
-        """Return the id of the newest event (0 if none)."""
+    async def latest_event_cursor(self) -> str | None:
+        """Return the cursor of the newest event (None if there is none)."""
         ...
 
     # -- registry ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from agentqueue.backends.sql import consume, migrations, operate, produce
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import event_from_row, job_from_row, job_type_from_row
 from agentqueue.backends.sql.tables import job_events, job_types, jobs
+from agentqueue.errors import InvalidArgument
 from agentqueue.models import (
     Job,
     JobEdit,
@@ -275,14 +276,14 @@ class SqlBackend(ABC):
     async def read_events(
         self,
         *,
-        after_id: int,
+        after: str | None,
         limit: int,
         job_id: int | None = None,
         job_types: Sequence[str] | None = None,
         queues: Sequence[str] | None = None,
     ) -> list[JobEvent]:
         """See `Backend.read_events`."""
-        query = sa.select(job_events).where(job_events.c.id > after_id)
+        query = sa.select(job_events).where(job_events.c.id > _event_id(after))
         if job_id is not None:
             query = query.where(job_events.c.job_id == job_id)
         if job_types:
@@ -292,10 +293,11 @@ class SqlBackend(ABC):
         query = query.order_by(job_events.c.id).limit(limit)
         return await self._read(lambda conn: [event_from_row(r) for r in conn.execute(query)])
 
-    async def last_event_id(self) -> int:
-        """See `Backend.last_event_id`."""
+    async def latest_event_cursor(self) -> str | None:
+        """See `Backend.latest_event_cursor`."""
         query = sa.select(sa.func.max(job_events.c.id))
-        return int(await self._read(lambda conn: conn.execute(query).scalar()) or 0)
+        latest = await self._read(lambda conn: conn.execute(query).scalar())
+        return None if latest is None else str(latest)
 
     # -- registry ----------------------------------------------------------------------------
     async def publish_job_types(
@@ -330,3 +332,12 @@ class SqlBackend(ABC):
         """See `Backend.list_job_types`."""
         query = sa.select(job_types).order_by(job_types.c.name)
         return await self._read(lambda conn: [job_type_from_row(r) for r in conn.execute(query)])
+
+
+def _event_id(cursor: str | None) -> int:
+    """Read an event cursor of the SQL stores (the event id as text)."""
+    if cursor is None or cursor == "":
+        return 0
+    if not cursor.isdigit():
+        raise InvalidArgument(f"bad event cursor {cursor!r}: pass the cursor of a received event")
+    return int(cursor)

@@ -19,8 +19,9 @@ def job_from_row(row: sa.Row[Any]) -> Job:
 
 
 def event_from_row(row: sa.Row[Any]) -> JobEvent:
-    """Build a `JobEvent` from an `aq_job_events` row."""
-    return JobEvent.model_validate(dict(row._mapping))  # pyright: ignore[reportPrivateUsage]
+    """Build a `JobEvent` from an `aq_job_events` row; its cursor is its id."""
+    values = dict(row._mapping)  # pyright: ignore[reportPrivateUsage]
+    return JobEvent.model_validate({**values, "cursor": str(values["id"])})
 
 
 def job_type_from_row(row: sa.Row[Any]) -> JobTypeInfo:
