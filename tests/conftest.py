@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,30 @@ import pytest
 from agentqueue import Queue
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_URL = os.environ.get(
+    "AGENTQUEUE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("AGENTQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Each store the conformance suite runs on. "sqlite" is a real file (multi-connection and
-# multi-process behave as in production); "memory" is the in-memory store.
+# multi-process behave as in production); "memory" is the in-memory store; "postgres" and
+# "redis" are the machine's real servers, each test in its own schema / key prefix.
 STORES = ["sqlite", "memory"]
+
+
+def require_server(kind: str, reachable: bool, url: str) -> None:
+    """Skip a test whose server is down, except in CI, where a missing server is a failure."""
+    if reachable:
+        return
+    message = f"{kind} server not reachable at {url}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI must test every store)")
+    pytest.skip(message)
+
+
+def fresh_name(prefix: str) -> str:
+    """A unique lowercase name for a test's schema or key prefix."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=STORES)
@@ -26,7 +47,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     kind: str = request.param
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'queue.db'}"
-    return "memory://"
+    if kind == "memory":
+        return "memory://"
+    fixture = {"postgres": "postgres_url", "redis": "redis_url"}[kind]
+    return request.getfixturevalue(fixture)
 
 
 @pytest.fixture
