@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from agentqueue import Queue
@@ -23,7 +25,7 @@ REDIS_URL = os.environ.get("AGENTQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 # Each store the conformance suite runs on. "sqlite" is a real file (multi-connection and
 # multi-process behave as in production); "memory" is the in-memory store; "postgres" and
 # "redis" are the machine's real servers, each test in its own schema / key prefix.
-STORES = ["sqlite", "memory"]
+STORES = ["sqlite", "memory", "postgres"]
 
 
 def require_server(kind: str, reachable: bool, url: str) -> None:
@@ -51,6 +53,38 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     fixture = {"postgres": "postgres_url", "redis": "redis_url"}[kind]
     return request.getfixturevalue(fixture)
+
+
+@functools.cache
+def postgres_reachable() -> bool:
+    """Whether the test PostgreSQL server answers (checked once per session)."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    return True
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the test PostgreSQL server, dropped after the test."""
+    require_server("PostgreSQL", postgres_reachable(), POSTGRES_URL)
+    schema = fresh_name("aqt_")
+    yield f"{POSTGRES_URL}?schema={schema}"
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 @pytest.fixture

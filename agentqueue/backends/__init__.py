@@ -37,4 +37,8 @@ def backend_from_url(url: str) -> Backend:
         from agentqueue.backends.sql.sqlite import SqliteBackend
 
         return SqliteBackend.from_url(url)
+    if kind == "postgres":
+        from agentqueue.backends.sql.postgres import PostgresBackend
+
+        return PostgresBackend.from_url(url)
     raise ConfigError(f"the {kind} store is not available in this version of agentqueue")

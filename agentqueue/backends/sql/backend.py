@@ -32,7 +32,6 @@ from agentqueue.backends.sql import consume, migrations, operate, produce
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import event_from_row, job_from_row, job_type_from_row
 from agentqueue.backends.sql.tables import job_events, job_types, jobs
-from agentqueue.errors import InvalidArgument
 from agentqueue.models import (
     Job,
     JobEdit,
@@ -270,8 +269,8 @@ class SqlBackend(ABC):
     # -- events ------------------------------------------------------------------------------
     async def job_events(self, job_id: int) -> list[JobEvent]:
         """See `Backend.job_events`."""
-        query = sa.select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
-        return await self._read(lambda conn: [event_from_row(r) for r in conn.execute(query)])
+        query = self.dialect.event_feed(None).where(job_events.c.job_id == job_id)
+        return await self._read(lambda conn: self._events(conn, query))
 
     async def read_events(
         self,
@@ -283,21 +282,22 @@ class SqlBackend(ABC):
         queues: Sequence[str] | None = None,
     ) -> list[JobEvent]:
         """See `Backend.read_events`."""
-        query = sa.select(job_events).where(job_events.c.id > _event_id(after))
+        query = self.dialect.event_feed(after)
         if job_id is not None:
             query = query.where(job_events.c.job_id == job_id)
         if job_types:
             query = query.where(job_events.c.job_type.in_(list(job_types)))
         if queues:
             query = query.where(job_events.c.queue.in_(list(queues)))
-        query = query.order_by(job_events.c.id).limit(limit)
-        return await self._read(lambda conn: [event_from_row(r) for r in conn.execute(query)])
+        query = query.limit(limit)
+        return await self._read(lambda conn: self._events(conn, query))
+
+    def _events(self, conn: sa.Connection, query: sa.Select[Any]) -> list[JobEvent]:
+        return [event_from_row(row, self.dialect.cursor_of(row)) for row in conn.execute(query)]
 
     async def latest_event_cursor(self) -> str | None:
         """See `Backend.latest_event_cursor`."""
-        query = sa.select(sa.func.max(job_events.c.id))
-        latest = await self._read(lambda conn: conn.execute(query).scalar())
-        return None if latest is None else str(latest)
+        return await self._read(self.dialect.latest_cursor)
 
     # -- registry ----------------------------------------------------------------------------
     async def publish_job_types(
@@ -332,12 +332,3 @@ class SqlBackend(ABC):
         """See `Backend.list_job_types`."""
         query = sa.select(job_types).order_by(job_types.c.name)
         return await self._read(lambda conn: [job_type_from_row(r) for r in conn.execute(query)])
-
-
-def _event_id(cursor: str | None) -> int:
-    """Read an event cursor of the SQL stores (the event id as text)."""
-    if cursor is None or cursor == "":
-        return 0
-    if not cursor.isdigit():
-        raise InvalidArgument(f"bad event cursor {cursor!r}: pass the cursor of a received event")
-    return int(cursor)

@@ -7,6 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agentqueue.backends.sql.tables import job_events
+from agentqueue.errors import InvalidArgument
+
 
 class SqlDialect:
     """SQLite's answers; PostgreSQL overrides them.
@@ -29,3 +32,26 @@ class SqlDialect:
     def now(self, conn: sa.Connection, now: datetime | None) -> datetime:
         """Return `now`, or the store's clock when it is None."""
         return now if now is not None else datetime.now(UTC)
+
+    def event_feed(self, after: str | None) -> sa.Select[Any]:
+        """Select events after the cursor `after`, in feed order (add filters and a limit).
+
+        SQLite has one writer, so ids grow in commit order and the cursor is the id.
+        """
+        query = sa.select(job_events)
+        if after:
+            if not after.isdigit():
+                raise InvalidArgument(
+                    f"bad event cursor {after!r}: pass the cursor of a received event"
+                )
+            query = query.where(job_events.c.id > int(after))
+        return query.order_by(job_events.c.id)
+
+    def cursor_of(self, row: sa.Row[Any]) -> str:
+        """Return the feed cursor of an event row selected by `event_feed`."""
+        return str(row.id)
+
+    def latest_cursor(self, conn: sa.Connection) -> str | None:
+        """Return the cursor of the newest event, or None."""
+        latest = conn.execute(sa.select(sa.func.max(job_events.c.id))).scalar()
+        return None if latest is None else str(latest)

@@ -18,10 +18,10 @@ def job_from_row(row: sa.Row[Any]) -> Job:
     return Job.model_validate(dict(row._mapping))  # pyright: ignore[reportPrivateUsage]
 
 
-def event_from_row(row: sa.Row[Any]) -> JobEvent:
-    """Build a `JobEvent` from an `aq_job_events` row; its cursor is its id."""
+def event_from_row(row: sa.Row[Any], cursor: str) -> JobEvent:
+    """Build a `JobEvent` from an `aq_job_events` row and its feed cursor."""
     values = dict(row._mapping)  # pyright: ignore[reportPrivateUsage]
-    return JobEvent.model_validate({**values, "cursor": str(values["id"])})
+    return JobEvent.model_validate({**values, "cursor": cursor})
 
 
 def job_type_from_row(row: sa.Row[Any]) -> JobTypeInfo:

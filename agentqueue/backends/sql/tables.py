@@ -159,8 +159,18 @@ job_events = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("data", JSONType, nullable=False),
+    # PostgreSQL: the writing transaction's id, joined to aq_event_commits for commit order.
+    sa.Column("txid", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
 )
 sa.Index("aq_job_events_job", job_events.c.job_id, job_events.c.id)
+sa.Index("aq_job_events_txid", job_events.c.txid, job_events.c.id)
+
+event_commits = sa.Table(
+    "aq_event_commits",
+    metadata,
+    sa.Column("txid", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False, unique=True),
+)
 
 job_types = sa.Table(
     "aq_job_types",

@@ -17,14 +17,18 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
 from agentqueue.backends.sql import tables
-from agentqueue.backends.sql.migrations import m0001_initial, m0002_job_type_defaults
+from agentqueue.backends.sql.migrations import (
+    m0001_initial,
+    m0002_job_type_defaults,
+    m0003_event_commits,
+)
 from agentqueue.errors import SchemaMismatch
 
 # Alembic announces its context at INFO on every run; our runner reports what it applied itself.
 for _name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-MIGRATIONS: list[ModuleType] = [m0001_initial, m0002_job_type_defaults]
+MIGRATIONS: list[ModuleType] = [m0001_initial, m0002_job_type_defaults, m0003_event_commits]
 LATEST = MIGRATIONS[-1].VERSION
 
 

@@ -1,0 +1,321 @@
+"""The PostgreSQL store: the shared SQL store over SQLAlchemy's async engine and asyncpg.
+
+- Transactions run the same functions as SQLite through `AsyncConnection.run_sync`.
+- Claims lock rows with `FOR UPDATE SKIP LOCKED`, so workers on many machines never wait for
+  each other's rows; fence checks and operator changes lock with plain `FOR UPDATE`, in id order.
+- Times come from the database clock: the offset between this process and the server is
+  measured at open and every few minutes, so no transaction pays a round trip to read it.
+- Wake-ups: the commit trigger of `aq_job_events` (migration 0003) sends `NOTIFY agentqueue,
+  '<schema>'` with every commit that writes events; one dedicated connection LISTENs, re-LISTENs
+  after a reconnect, and while it cannot, waiters are woken every `fallback_poll` seconds so
+  work is still found.
+- The event feed follows (commit number, event id): see migration 0003 for why.
+- An optional schema (`?schema=jobs`) isolates one app's tables; it is created by `migrate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from agentqueue.backends.base import Capabilities
+from agentqueue.backends.signal import ChangeSignal
+from agentqueue.backends.sql import migrations
+from agentqueue.backends.sql.backend import SqlBackend, T, Work
+from agentqueue.backends.sql.dialect import SqlDialect
+from agentqueue.backends.sql.tables import event_commits, job_events
+from agentqueue.errors import BackendUnavailable, ConfigError, InvalidArgument, MissingExtra
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "agentqueue"
+_RETRYABLE = {"40001", "40P01", "23505"}  # serialization failure, deadlock, unique violation
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_CLOCK_REFRESH = 300.0  # seconds between measurements of the server clock's offset
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    """Settings read from a `postgresql://…?schema=…&pool_size=…` URL."""
+
+    url: str
+    """The connection URL for asyncpg, without agentqueue's own options."""
+    schema: str = "public"
+    pool_size: int = 10
+    fallback_poll: float = 0.5
+
+
+def parse_url(url: str) -> PostgresOptions:
+    """Read a PostgreSQL URL; `schema`, `pool_size` and `fallback_poll` are agentqueue's options.
+
+    Raises:
+        ConfigError: a malformed URL or option value.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+asyncpg") or not parts.netloc:
+        raise ConfigError(f"bad PostgreSQL URL {url!r}: use postgresql://user@host:5432/dbname")
+    passthrough: list[tuple[str, str]] = []
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "schema":
+            if not _SCHEMA_NAME.match(value):
+                raise ConfigError(
+                    f"schema must be a lowercase SQL identifier (letters, digits, _), not {value!r}"
+                )
+            options["schema"] = value
+        elif key == "pool_size":
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"pool_size must be a whole number ≥ 1, not {value!r}")
+            options["pool_size"] = int(value)
+        elif key == "fallback_poll":
+            try:
+                options["fallback_poll"] = float(value)
+            except ValueError:
+                raise ConfigError(f"fallback_poll must be seconds, not {value!r}") from None
+        else:
+            passthrough.append((key, value))
+    clean = urlunsplit(
+        ("postgresql+asyncpg", parts.netloc, parts.path, urlencode(passthrough), parts.fragment)
+    )
+    return PostgresOptions(url=clean, **options)
+
+
+class PostgresDialect(SqlDialect):
+    """Row locks, the database clock and the commit-ordered event feed of PostgreSQL."""
+
+    name = "postgresql"
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+        self._measured = -_CLOCK_REFRESH
+
+    def lock(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        """`FOR UPDATE SKIP LOCKED`: claimers never wait for each other."""
+        return query.with_for_update(skip_locked=True)
+
+    def lock_wait(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        """`FOR UPDATE`: wait for the holder (fences and operator changes)."""
+        return query.with_for_update()
+
+    def now(self, conn: sa.Connection, now: datetime | None) -> datetime:
+        """Return `now`, or the server's clock (local clock plus the measured offset)."""
+        if now is not None:
+            return now
+        if time.monotonic() - self._measured > _CLOCK_REFRESH:
+            self.measure(conn)
+        return datetime.now(UTC) + self._offset
+
+    def measure(self, conn: sa.Connection) -> None:
+        """Measure the offset of the server's clock from this process's clock."""
+        before = datetime.now(UTC)
+        server = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+        after = datetime.now(UTC)
+        self._offset = server - (before + (after - before) / 2)
+        self._measured = time.monotonic()
+
+    def event_feed(self, after: str | None) -> sa.Select[Any]:
+        """Events in commit order: (commit number, event id)."""
+        query = sa.select(job_events, event_commits.c.seq).join(
+            event_commits, event_commits.c.txid == job_events.c.txid
+        )
+        if after:
+            seq, _, event_id = after.partition(".")
+            if not (seq.isdigit() and event_id.isdigit()):
+                raise InvalidArgument(
+                    f"bad event cursor {after!r}: pass the cursor of a received event"
+                )
+            query = query.where(
+                sa.tuple_(event_commits.c.seq, job_events.c.id)
+                > sa.tuple_(sa.literal(int(seq)), sa.literal(int(event_id)))
+            )
+        return query.order_by(event_commits.c.seq, job_events.c.id)
+
+    def cursor_of(self, row: sa.Row[Any]) -> str:
+        """`<commit number>.<event id>`."""
+        return f"{row.seq}.{row.id}"
+
+    def latest_cursor(self, conn: sa.Connection) -> str | None:
+        """The cursor of the last event of the last committed event-writing transaction."""
+        last = conn.execute(
+            sa.select(event_commits.c.seq, event_commits.c.txid)
+            .order_by(event_commits.c.seq.desc())
+            .limit(1)
+        ).first()
+        if last is None:
+            return None
+        event_id = conn.execute(
+            sa.select(sa.func.max(job_events.c.id)).where(job_events.c.txid == last.txid)
+        ).scalar()
+        return f"{last.seq}.{event_id or 0}"
+
+
+class PostgresBackend(SqlBackend):
+    """The PostgreSQL store; see the module docstring."""
+
+    def __init__(self, options: PostgresOptions) -> None:
+        try:
+            import asyncpg  # noqa: F401  (checked here so a missing extra says how to fix it)
+        except ImportError:
+            raise MissingExtra(
+                "the PostgreSQL store needs asyncpg: pip install 'agentqueue[postgres]'"
+            ) from None
+        self.options = options
+        self.dialect = PostgresDialect()
+        self.capabilities = Capabilities(
+            transactional_enqueue=True, cross_process_wakeup=True, durable=True
+        )
+        self.engine = create_async_engine(
+            options.url,
+            pool_size=options.pool_size,
+            max_overflow=options.pool_size,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"search_path": options.schema}},
+        )
+        self._signal = ChangeSignal()
+        self._listener: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresBackend:
+        """Build the store from a URL (see `parse_url`)."""
+        return cls(parse_url(url))
+
+    # -- transactions ------------------------------------------------------------------------
+    async def _write(self, work: Work[T]) -> T:
+        for attempt in range(1, 6):
+            try:
+                async with self.engine.begin() as conn:
+                    result = await conn.run_sync(work)
+            except sa_exc.DBAPIError as error:
+                if _sqlstate(error) in _RETRYABLE and attempt < 5:
+                    # A lost race (another writer's key, a deadlock): rerun on fresh state.
+                    await asyncio.sleep(0.005 * attempt)
+                    continue
+                raise self._translate(error) from error
+            except OSError as error:
+                raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
+            self._signal.notify()
+            return result
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _read(self, work: Work[T]) -> T:
+        try:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(work)
+        except sa_exc.DBAPIError as error:
+            raise self._translate(error) from error
+        except OSError as error:
+            raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
+
+    async def run_in(self, connection: AsyncConnection, work: Work[T]) -> T:
+        """Run `work` on the caller's connection, inside the caller's transaction."""
+        scoped = await connection.execution_options(
+            schema_translate_map={None: self.options.schema}
+        )
+        return await scoped.run_sync(work)
+
+    def _translate(self, error: sa_exc.DBAPIError) -> Exception:
+        return BackendUnavailable(f"PostgreSQL error: {error.orig}")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self, *, migrate: bool = False) -> None:
+        """See `Backend.open`."""
+        await super().open(migrate=migrate)
+        await self._read(self.dialect.measure)
+
+    async def migrate(self) -> list[str]:
+        """See `Backend.migrate`: creates the schema; concurrent migrators take turns."""
+        schema = self.options.schema
+
+        def run(conn: sa.Connection) -> list[str]:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            conn.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"aqm:{schema}")))
+            )
+            return migrations.apply(conn, self.dialect.now(conn, None))
+
+        return await self._write(run)
+
+    async def close(self) -> None:
+        """See `Backend.close`."""
+        self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        await self.engine.dispose()
+
+    # -- wake-ups ----------------------------------------------------------------------------
+    def change_token(self) -> int:
+        """See `Backend.change_token`."""
+        if self._listener is None and not self._closed:
+            self._signal.bind(asyncio.get_running_loop())
+            self._listener = asyncio.create_task(self._listen(), name="agentqueue-pg-listen")
+        return self._signal.generation
+
+    async def wait_for_change(self, timeout: float, since: int | None = None) -> bool:
+        """See `Backend.wait_for_change`."""
+        if since is None:
+            since = self.change_token()
+        return await self._signal.wait(timeout, since)
+
+    async def _listen(self) -> None:
+        """Keep one LISTEN connection; poll-wake waiters whenever it is down."""
+        import asyncpg
+
+        dsn = self.options.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        schema = self.options.schema
+        pause = 0.1
+        while not self._closed:
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(dsn)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+
+                def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+                    if payload == schema:
+                        self._signal.notify()
+
+                await conn.add_listener(CHANNEL, on_notify)
+                pause = 0.1
+                self._signal.notify()  # commits may have happened while we were not listening
+                while not lost.is_set():
+                    # A half-open connection never reports its loss: probe it now and then.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(10):
+                            await lost.wait()
+                    if not lost.is_set():
+                        async with asyncio.timeout(5):
+                            await conn.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # any failure of the listener falls back to polling
+                logger.warning("PostgreSQL LISTEN connection lost (%s); polling until back", error)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=1)
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline and not self._closed:
+                self._signal.notify()
+                await asyncio.sleep(self.options.fallback_poll)
+            pause = min(pause * 2, 5.0)
+
+
+def _sqlstate(error: sa_exc.DBAPIError) -> str | None:
+    orig = error.orig
+    return getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
