@@ -190,27 +190,45 @@ class Queue:
         return self._stored_types.get(name)
 
     # -- enqueue -----------------------------------------------------------------------------
-    async def add_job(self, job_type: str, payload: Any = None, **options: Any) -> int:
+    async def add_job(
+        self, job_type: str, payload: Any = None, *, connection: Any = None, **options: Any
+    ) -> int:
         """Enqueue one job and return its id.
 
         Options: queue, priority (higher first), run_at (aware datetime) or delay (seconds),
         tags, max_attempts, retry_delay, retry_backoff, retry_delay_max, timeout (seconds),
         idempotency_key (a second add with the same job type and key returns the first id).
 
+        `connection`: your own SQLAlchemy `AsyncConnection` (or raw asyncpg connection) inside
+        a transaction; the job and its event then commit or roll back with your writes
+        (PostgreSQL store only: `queue.backend.capabilities.transactional_enqueue`).
+
         Raises:
             PayloadInvalid: the payload does not match the job type's schema (nothing stored).
-            InvalidArgument: an option is malformed.
+            InvalidArgument: an option is malformed, or `connection` on a store without
+                transactional enqueue.
         """
         ids = await self.add_jobs(
-            [{"job_type": job_type, "payload": {} if payload is None else payload, **options}]
+            [{"job_type": job_type, "payload": {} if payload is None else payload, **options}],
+            connection=connection,
         )
         return ids[0]
 
-    async def add_jobs(self, jobs: Sequence[NewJob | dict[str, Any]]) -> list[int]:
-        """Enqueue many jobs atomically (all or none); return their ids in input order."""
+    async def add_jobs(
+        self, jobs: Sequence[NewJob | dict[str, Any]], *, connection: Any = None
+    ) -> list[int]:
+        """Enqueue many jobs atomically (all or none); return their ids in input order.
+
+        `connection`: see `add_job`.
+        """
         resolved = [await self._resolve(job) for job in jobs]
         store = await self._store()
-        results = await store.insert_jobs(resolved, now=self.now())
+        if connection is not None and not store.capabilities.transactional_enqueue:
+            raise InvalidArgument(
+                "transactional enqueue (connection=...) needs the PostgreSQL store; "
+                f"this queue uses {self.url.split(':', 1)[0]}"
+            )
+        results = await store.insert_jobs(resolved, now=self.now(), connection=connection)
         return [result.id for result in results]
 
     async def _resolve(self, job: NewJob | dict[str, Any]) -> InsertJob:

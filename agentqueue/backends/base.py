@@ -146,9 +146,16 @@ class Backend(Protocol):
 
     # -- produce -----------------------------------------------------------------------------
     async def insert_jobs(
-        self, new_jobs: Sequence[InsertJob], *, now: datetime | None = None
+        self,
+        new_jobs: Sequence[InsertJob],
+        *,
+        now: datetime | None = None,
+        connection: Any = None,
     ) -> list[InsertResult]:
         """Store jobs atomically (all or none), one `added` event each; results in input order.
+
+        With `connection` (stores whose capabilities say `transactional_enqueue`), the rows are
+        written on the caller's connection inside the caller's transaction.
 
         A job whose (job_type, idempotency_key) already exists is not stored again: its result
         carries the existing id with `created=False`. Duplicates inside one batch resolve to the

@@ -32,6 +32,7 @@ from agentqueue.backends.sql import consume, migrations, operate, produce
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import event_from_row, job_from_row, job_type_from_row
 from agentqueue.backends.sql.tables import job_events, job_types, jobs
+from agentqueue.errors import InvalidArgument
 from agentqueue.models import (
     Job,
     JobEdit,
@@ -91,12 +92,26 @@ class SqlBackend(ABC):
 
     # -- produce -----------------------------------------------------------------------------
     async def insert_jobs(
-        self, new_jobs: Sequence[InsertJob], *, now: datetime | None = None
+        self,
+        new_jobs: Sequence[InsertJob],
+        *,
+        now: datetime | None = None,
+        connection: Any = None,
     ) -> list[InsertResult]:
         """See `Backend.insert_jobs`."""
         if not new_jobs:
             return []
-        return await self._write(lambda conn: produce.insert(conn, new_jobs, self._at(conn, now)))
+
+        def work(conn: sa.Connection) -> list[InsertResult]:
+            return produce.insert(conn, new_jobs, self._at(conn, now))
+
+        if connection is not None:
+            return await self._run_in(connection, work)
+        return await self._write(work)
+
+    async def _run_in(self, connection: Any, work: Work[T]) -> T:
+        """Run `work` on the caller's own connection and transaction (transactional enqueue)."""
+        raise InvalidArgument(f"the {self.dialect.name} store has no transactional enqueue")
 
     # -- consume -----------------------------------------------------------------------------
     async def claim(

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from agentqueue.backends.base import Capabilities
 from agentqueue.backends.signal import ChangeSignal
@@ -183,6 +185,7 @@ class PostgresBackend(SqlBackend):
             connect_args={"server_settings": {"search_path": options.schema}},
         )
         self._signal = ChangeSignal()
+        self._wrapped: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -218,12 +221,54 @@ class PostgresBackend(SqlBackend):
         except OSError as error:
             raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
 
-    async def run_in(self, connection: AsyncConnection, work: Work[T]) -> T:
-        """Run `work` on the caller's connection, inside the caller's transaction."""
+    async def _run_in(self, connection: Any, work: Work[T]) -> T:
+        """Run `work` on the caller's connection, inside the caller's transaction.
+
+        A SQLAlchemy `AsyncConnection` is used as it is; a raw asyncpg connection is wrapped
+        in an engine whose pool only ever hands out that connection and never resets or
+        closes it; SQLAlchemy's transaction on it becomes a savepoint inside the caller's.
+        """
+        if isinstance(connection, AsyncConnection):
+            return await self._run_scoped(connection, work)
+        wrapped = await self._wrap_asyncpg(connection)
+        try:
+            async with wrapped.begin():
+                return await self._run_scoped(wrapped, work)
+        finally:
+            await wrapped.close()  # back to its private pool; the raw connection stays open
+
+    async def _run_scoped(self, connection: AsyncConnection, work: Work[T]) -> T:
+        # The caller's connection has its own search_path: name our schema explicitly.
         scoped = await connection.execution_options(
             schema_translate_map={None: self.options.schema}
         )
-        return await scoped.run_sync(work)
+        try:
+            return await scoped.run_sync(work)
+        except sa_exc.DBAPIError as error:
+            raise self._translate(error) from error
+
+    async def _wrap_asyncpg(self, raw: Any) -> AsyncConnection:
+        import asyncpg
+
+        if not isinstance(raw, asyncpg.Connection):
+            raise InvalidArgument(
+                "connection must be a SQLAlchemy AsyncConnection or an asyncpg Connection, "
+                f"not {type(raw).__name__}"
+            )
+        engine = self._wrapped.get(raw)
+        if engine is None:
+
+            async def hand_out() -> Any:
+                return raw
+
+            engine = create_async_engine(
+                "postgresql+asyncpg://",
+                async_creator=hand_out,
+                poolclass=StaticPool,
+                pool_reset_on_return=None,
+            )
+            self._wrapped[raw] = engine
+        return await engine.connect()
 
     def _translate(self, error: sa_exc.DBAPIError) -> Exception:
         return BackendUnavailable(f"PostgreSQL error: {error.orig}")

@@ -1,0 +1,201 @@
+"""PostgreSQL-only behaviour: transactional enqueue, the commit-ordered feed, LISTEN wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from agentqueue import ConfigError, InvalidArgument, JobEvent, Queue
+from agentqueue.backends.sql.postgres import PostgresBackend, parse_url
+from tests.conftest import POSTGRES_URL, eventually
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[Queue]:
+    async with Queue(postgres_url) as queue:
+        yield queue
+
+
+def _schema(queue: Queue) -> str:
+    backend = queue.backend
+    assert isinstance(backend, PostgresBackend)
+    return backend.options.schema
+
+
+async def _jobs_in(queue: Queue) -> int:
+    return sum((await queue.stats()).totals.values())
+
+
+async def test_a_job_added_on_my_sqlalchemy_connection_commits_with_my_transaction(
+    pg: Queue,
+) -> None:
+    engine = create_async_engine(POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.connect() as conn:
+            async with conn.begin():
+                job_id = await pg.add_job("mail", {"to": "a"}, connection=conn)
+                assert await pg.get_job(job_id) is None  # not visible before my commit
+            assert await pg.get_job(job_id) is not None
+            with contextlib.suppress(RuntimeError):
+                async with conn.begin():
+                    await pg.add_job("mail", {"to": "b"}, connection=conn)
+                    raise RuntimeError("my own write failed")
+    finally:
+        await engine.dispose()
+    assert await _jobs_in(pg) == 1
+    assert [e.type.value for e in await pg.backend.read_events(after=None, limit=10)] == ["added"]
+
+
+async def test_a_job_added_on_my_raw_asyncpg_connection_rolls_back_with_my_transaction(
+    pg: Queue,
+) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        with contextlib.suppress(RuntimeError):
+            async with conn.transaction():
+                await pg.add_jobs([{"job_type": "mail"}, {"job_type": "mail"}], connection=conn)
+                raise RuntimeError("my own write failed")
+        assert await _jobs_in(pg) == 0
+        async with conn.transaction():
+            (job_id,) = await pg.add_jobs([{"job_type": "mail"}], connection=conn)
+        assert conn.is_closed() is False
+    finally:
+        await conn.close()
+    job = await pg.get_job(job_id)
+    assert job is not None
+    assert job.status == "pending"
+
+
+async def test_transactional_enqueue_is_refused_on_a_store_without_it(tmp_path: object) -> None:
+    async with Queue("memory://") as queue:
+        with pytest.raises(InvalidArgument, match="PostgreSQL"):
+            await queue.add_job("mail", connection=object())
+
+
+async def test_the_feed_follows_commit_order_not_id_order(pg: Queue) -> None:
+    schema = _schema(pg)
+    start = await pg.backend.latest_event_cursor()
+    slow = await asyncpg.connect(POSTGRES_URL)
+    try:
+        async with slow.transaction():
+            await slow.execute(f'SET LOCAL search_path TO "{schema}"')
+            early = await pg.add_job("early", connection=slow)  # takes the lower event id
+            late = await pg.add_job("late")  # commits first
+            seen = await pg.backend.read_events(after=start, limit=10)
+            assert [e.job_id for e in seen] == [late]
+            cursor = seen[-1].cursor
+        after = await pg.backend.read_events(after=cursor, limit=10)
+    finally:
+        await slow.close()
+    assert [e.job_id for e in after] == [early]
+    assert after[0].id < seen[0].id  # ids out of commit order, yet nothing was skipped
+
+
+async def _first_event(queue: Queue, after: str | None) -> JobEvent:
+    async with contextlib.aclosing(queue.events(after=after, from_start=after is None)) as feed:
+        return await anext(feed)
+
+
+async def test_an_enqueue_in_another_process_wakes_a_waiter_through_notify(
+    postgres_url: str,
+) -> None:
+    async with Queue(postgres_url) as waiter, Queue(postgres_url) as producer:
+        waiter.backend.change_token()
+        await eventually(_listening)  # measure the NOTIFY path, not the connection's start
+        token = waiter.backend.change_token()
+        started = time.monotonic()
+        wait = asyncio.create_task(waiter.backend.wait_for_change(5.0, since=token))
+        await producer.add_job("ping")
+        assert await wait is True
+        assert time.monotonic() - started < 0.5  # the fallback poll would not matter here
+
+
+async def test_the_listener_listens_again_after_its_connection_is_killed(
+    postgres_url: str,
+) -> None:
+    async with Queue(postgres_url) as waiter, Queue(postgres_url) as producer:
+        waiter.backend.change_token()
+        killer = await asyncpg.connect(POSTGRES_URL)
+
+        async def listeners() -> list[int]:
+            rows = await killer.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%' "
+                "AND datname = current_database()"
+            )
+            return [row["pid"] for row in rows]
+
+        try:
+            before = await eventually(listeners)
+            await killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", before
+            )
+            await eventually(lambda: _has_new(listeners, before))
+        finally:
+            await killer.close()
+        start = await producer.backend.latest_event_cursor()
+        async with asyncio.timeout(5):
+            job_id = await producer.add_job("after-restart")
+            event = await _first_event(waiter, start)
+        assert event.job_id == job_id
+
+
+async def test_two_schemas_on_one_database_are_separate_queues(postgres_url: str) -> None:
+    other = postgres_url.rsplit("=", 1)[0] + "=" + _schema_name_of(postgres_url) + "_b"
+    async with Queue(postgres_url) as first, Queue(other) as second:
+        await first.add_job("only-in-first")
+        assert await _jobs_in(first) == 1
+        assert await _jobs_in(second) == 0
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{_schema_name_of(other)}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def _listening() -> bool:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        return bool(await conn.fetch("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"))
+    finally:
+        await conn.close()
+
+
+async def _has_new(listeners: Callable[[], Awaitable[list[int]]], old: list[int]) -> bool:
+    return bool(set(await listeners()) - set(old))
+
+
+def _schema_name_of(url: str) -> str:
+    return url.rsplit("schema=", 1)[1]
+
+
+def test_bad_postgres_urls_say_what_is_wrong() -> None:
+    with pytest.raises(ConfigError, match="identifier"):
+        parse_url("postgresql://u@h/db?schema=Bad-Name")
+    with pytest.raises(ConfigError, match="pool_size"):
+        parse_url("postgresql://u@h/db?pool_size=zero")
+    options = parse_url("postgres://u@h:5433/db?schema=jobs&sslmode=disable")
+    assert options.schema == "jobs"
+    assert options.url == "postgresql+asyncpg://u@h:5433/db?sslmode=disable"
+
+
+async def test_two_queues_never_claim_the_same_job(postgres_url: str) -> None:
+    async with Queue(postgres_url) as one, Queue(postgres_url) as two:
+        await one.add_jobs([{"job_type": "work"} for _ in range(200)])
+
+        async def drain(queue: Queue, name: str) -> list[int]:
+            got: list[int] = []
+            while batch := await queue.backend.claim(
+                worker_id=name, queue=None, job_types=None, limit=7, lease_seconds=30
+            ):
+                got.extend(job.id for job in batch)
+            return got
+
+        a, b = await asyncio.gather(drain(one, "a"), drain(two, "b"))
+    assert len(a) + len(b) == 200
+    assert set(a).isdisjoint(b)
