@@ -43,16 +43,26 @@ def fresh_name(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=STORES)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, isolated store URL, one per store kind."""
-    kind: str = request.param
+def make_store_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Return a fresh, isolated URL of one store kind."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'queue.db'}"
     if kind == "memory":
         return "memory://"
     fixture = {"postgres": "postgres_url", "redis": "redis_url"}[kind]
     return request.getfixturevalue(fixture)
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, isolated store URL, one per store kind."""
+    return make_store_url(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=[kind for kind in STORES if kind != "memory"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL that several Queue objects (or processes) can open at once."""
+    return make_store_url(request.param, request, tmp_path)
 
 
 @functools.cache

@@ -127,8 +127,8 @@ async def test_concurrent_claims_never_hand_one_job_to_two_claimers(frozen: Queu
     assert len(set(seen)) == len(seen)
 
 
-async def test_two_queues_on_one_sqlite_file_never_claim_the_same_job(sqlite_url: str) -> None:
-    async with Queue(sqlite_url) as first, Queue(sqlite_url) as second:
+async def test_two_queues_on_one_store_never_claim_the_same_job(shared_url: str) -> None:
+    async with Queue(shared_url) as first, Queue(shared_url) as second:
         ids = await first.add_jobs([{"job_type": "j"} for _ in range(40)])
         seen: list[tuple[str, int]] = []
         while len(seen) < len(ids):

@@ -107,8 +107,8 @@ async def test_events_yields_only_events_committed_after_it_started_in_order(
     assert_gap_free_and_ordered(received, history)
 
 
-async def test_events_written_by_another_queue_on_the_same_file_arrive(sqlite_url: str) -> None:
-    async with Queue(sqlite_url) as reader, Queue(sqlite_url) as writer:
+async def test_events_written_by_another_queue_on_the_same_store_arrive(shared_url: str) -> None:
+    async with Queue(shared_url) as reader, Queue(shared_url) as writer:
         async with live_feed(reader) as received:
             await until_started(received, writer)
             ids = await writer.add_jobs(

@@ -200,9 +200,9 @@ async def test_a_model_instance_is_accepted_by_its_handler(queue: Queue) -> None
 
 
 async def test_a_process_without_the_handler_validates_against_the_published_registry(
-    sqlite_url: str,
+    shared_url: str,
 ) -> None:
-    async with Queue(sqlite_url) as worker_side, Queue(sqlite_url) as api_side:
+    async with Queue(shared_url) as worker_side, Queue(shared_url) as api_side:
         register_email(worker_side)
         await worker_side.publish_job_types()
         assert api_side.registry.get("send_email") is None
@@ -219,9 +219,9 @@ async def test_a_process_without_the_handler_validates_against_the_published_reg
 
 
 async def test_a_process_without_the_handler_applies_the_published_handler_defaults(
-    sqlite_url: str,
+    shared_url: str,
 ) -> None:
-    async with Queue(sqlite_url) as worker_side, Queue(sqlite_url) as api_side:
+    async with Queue(shared_url) as worker_side, Queue(shared_url) as api_side:
 
         @worker_side.handler("report", queue="slow", max_attempts=7, retry_delay=2, timeout=30)
         async def report(payload: dict[str, Any]) -> None:
@@ -327,8 +327,8 @@ async def test_concurrent_adds_with_one_idempotency_key_store_one_job(queue: Que
     assert (await queue.stats()).totals[JobStatus.PENDING] == 1
 
 
-async def test_two_queues_on_one_file_share_idempotency_keys(sqlite_url: str) -> None:
-    async with Queue(sqlite_url) as first, Queue(sqlite_url) as second:
+async def test_two_queues_on_one_store_share_idempotency_keys(shared_url: str) -> None:
+    async with Queue(shared_url) as first, Queue(shared_url) as second:
         ids = await asyncio.gather(
             *((first, second)[i % 2].add_job("r", idempotency_key="k") for i in range(8))
         )
