@@ -15,10 +15,11 @@ from agentqueue import (
     EventType,
     FailureReason,
     FrozenClock,
+    InvalidArgument,
     Job,
     Queue,
 )
-from agentqueue.backends.base import Lease, Outcome, OutcomeKind
+from agentqueue.backends.base import Capabilities, Lease, Outcome, OutcomeKind
 from agentqueue.states import JobStatus
 
 T0 = datetime(2030, 6, 1, 9, 0, tzinfo=UTC)
@@ -320,13 +321,29 @@ async def test_progress_is_recorded_only_under_the_held_lease(frozen: Queue) -> 
     assert (event.type, event.data) == (EventType.PROGRESS, {"progress": 40, "message": "half"})
 
 
+# The whole capability matrix, so that no store's declaration can flip silently.
+CAPABILITIES = {
+    "sqlite": Capabilities(transactional_enqueue=False, cross_process_wakeup=True, durable=True),
+    "memory": Capabilities(transactional_enqueue=False, cross_process_wakeup=False, durable=False),
+    "postgresql": Capabilities(transactional_enqueue=True, cross_process_wakeup=True, durable=True),
+    "redis": Capabilities(transactional_enqueue=False, cross_process_wakeup=True, durable=True),
+}
+
+
 async def test_every_store_declares_its_capabilities(queue: Queue, store_url: str) -> None:
     assert isinstance(queue.backend, Backend)
-    capabilities = queue.backend.capabilities
-    assert capabilities.durable is (not store_url.startswith("memory://"))
-    if store_url.startswith("memory://"):
-        assert capabilities.cross_process_wakeup is False
-        assert capabilities.transactional_enqueue is False
+    kind = store_url.split(":", 1)[0]
+    assert queue.backend.capabilities == CAPABILITIES[kind]
+
+
+async def test_transactional_enqueue_is_refused_exactly_where_it_is_not_declared(
+    queue: Queue,
+) -> None:
+    if queue.backend.capabilities.transactional_enqueue:
+        return  # exercised with real connections in tests/backends/test_postgres_store.py
+    with pytest.raises(InvalidArgument, match="transactional enqueue"):
+        await queue.add_job("mail", connection=object())
+    assert sum((await queue.stats()).totals.values()) == 0
 
 
 async def test_a_durable_store_keeps_jobs_across_reopening(queue: Queue, store_url: str) -> None:
