@@ -181,7 +181,6 @@ class PostgresBackend(SqlBackend):
             options.url,
             pool_size=options.pool_size,
             max_overflow=options.pool_size,
-            pool_pre_ping=True,
             connect_args={"server_settings": {"search_path": options.schema}},
         )
         self._signal = ChangeSignal()
@@ -198,13 +197,19 @@ class PostgresBackend(SqlBackend):
     async def _write(self, work: Work[T]) -> T:
         for attempt in range(1, 6):
             try:
-                async with self.engine.begin() as conn:
-                    result = await conn.run_sync(work)
+                async with self.engine.connect() as conn:
+                    await conn.begin()
+                    try:
+                        result = await conn.run_sync(work)
+                    except sa_exc.DBAPIError as error:
+                        if attempt < 5 and _rerun(error):
+                            await asyncio.sleep(0.005 * attempt)
+                            continue
+                        raise
+                    # A failure from here on is ambiguous (the commit may have happened): never
+                    # rerun it.
+                    await conn.commit()
             except sa_exc.DBAPIError as error:
-                if _sqlstate(error) in _RETRYABLE and attempt < 5:
-                    # A lost race (another writer's key, a deadlock): rerun on fresh state.
-                    await asyncio.sleep(0.005 * attempt)
-                    continue
                 raise self._translate(error) from error
             except OSError as error:
                 raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
@@ -213,13 +218,17 @@ class PostgresBackend(SqlBackend):
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _read(self, work: Work[T]) -> T:
-        try:
-            async with self.engine.connect() as conn:
-                return await conn.run_sync(work)
-        except sa_exc.DBAPIError as error:
-            raise self._translate(error) from error
-        except OSError as error:
-            raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
+        for attempt in (1, 2):
+            try:
+                async with self.engine.connect() as conn:
+                    return await conn.run_sync(work)
+            except sa_exc.DBAPIError as error:
+                if attempt == 1 and error.connection_invalidated:
+                    continue  # a pooled connection the server dropped (restart): take another
+                raise self._translate(error) from error
+            except OSError as error:
+                raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _run_in(self, connection: Any, work: Work[T]) -> T:
         """Run `work` on the caller's connection, inside the caller's transaction.
@@ -357,6 +366,16 @@ class PostgresBackend(SqlBackend):
                 self._signal.notify()
                 await asyncio.sleep(self.options.fallback_poll)
             pause = min(pause * 2, 5.0)
+
+
+def _rerun(error: sa_exc.DBAPIError) -> bool:
+    """Whether a transaction that failed before its commit should simply run again.
+
+    A lost race (another writer's key, a deadlock, a serialization failure) reruns on fresh
+    state; so does a pooled connection the server dropped (a restart), instead of paying a
+    ping on every checkout.
+    """
+    return error.connection_invalidated or _sqlstate(error) in _RETRYABLE
 
 
 def _sqlstate(error: sa_exc.DBAPIError) -> str | None:
