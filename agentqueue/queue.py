@@ -199,9 +199,10 @@ class Queue:
         tags, max_attempts, retry_delay, retry_backoff, retry_delay_max, timeout (seconds),
         idempotency_key (a second add with the same job type and key returns the first id).
 
-        `connection`: your own SQLAlchemy `AsyncConnection` (or raw asyncpg connection) inside
-        a transaction; the job and its event then commit or roll back with your writes
-        (PostgreSQL store only: `queue.backend.capabilities.transactional_enqueue`).
+        `connection`: your own connection to the same database, inside your transaction; the
+        job and its event then commit or roll back with your writes. SQL stores only
+        (`queue.backend.capabilities.transactional_enqueue`): a SQLAlchemy `AsyncConnection` or
+        `Connection`, or on PostgreSQL also a raw asyncpg connection.
 
         Raises:
             PayloadInvalid: the payload does not match the job type's schema (nothing stored).
@@ -225,8 +226,8 @@ class Queue:
         store = await self._store()
         if connection is not None and not store.capabilities.transactional_enqueue:
             raise InvalidArgument(
-                "transactional enqueue (connection=...) needs the PostgreSQL store; "
-                f"this queue uses {self.url.split(':', 1)[0]}"
+                "transactional enqueue (connection=...) needs a SQL store on a database your "
+                f"connection can reach (SQLite file or PostgreSQL); this queue uses {self.url}"
             )
         results = await store.insert_jobs(resolved, now=self.now(), connection=connection)
         return [result.id for result in results]

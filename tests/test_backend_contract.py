@@ -323,7 +323,7 @@ async def test_progress_is_recorded_only_under_the_held_lease(frozen: Queue) -> 
 
 # The whole capability matrix, so that no store's declaration can flip silently.
 CAPABILITIES = {
-    "sqlite": Capabilities(transactional_enqueue=False, cross_process_wakeup=True, durable=True),
+    "sqlite": Capabilities(transactional_enqueue=True, cross_process_wakeup=True, durable=True),
     "memory": Capabilities(transactional_enqueue=False, cross_process_wakeup=False, durable=False),
     "postgresql": Capabilities(transactional_enqueue=True, cross_process_wakeup=True, durable=True),
     "redis": Capabilities(transactional_enqueue=False, cross_process_wakeup=True, durable=True),

@@ -74,7 +74,7 @@ async def test_a_job_added_on_my_raw_asyncpg_connection_rolls_back_with_my_trans
 
 async def test_transactional_enqueue_is_refused_on_a_store_without_it(tmp_path: object) -> None:
     async with Queue("memory://") as queue:
-        with pytest.raises(InvalidArgument, match="PostgreSQL"):
+        with pytest.raises(InvalidArgument, match="SQL store"):
             await queue.add_job("mail", connection=object())
 
 

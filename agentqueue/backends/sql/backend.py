@@ -19,6 +19,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentqueue.backends.base import (
     Capabilities,
@@ -32,7 +34,7 @@ from agentqueue.backends.sql import consume, migrations, operate, produce
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import event_from_row, job_from_row, job_type_from_row
 from agentqueue.backends.sql.tables import job_events, job_types, jobs
-from agentqueue.errors import InvalidArgument
+from agentqueue.errors import BackendUnavailable, InvalidArgument
 from agentqueue.models import (
     Job,
     JobEdit,
@@ -110,8 +112,24 @@ class SqlBackend(ABC):
         return await self._write(work)
 
     async def _run_in(self, connection: Any, work: Work[T]) -> T:
-        """Run `work` on the caller's own connection and transaction (transactional enqueue)."""
-        raise InvalidArgument(f"the {self.dialect.name} store has no transactional enqueue")
+        """Run `work` on the caller's own connection, inside the caller's transaction.
+
+        Takes a SQLAlchemy `AsyncConnection` or a sync `Connection` on this store's database;
+        the caller commits or rolls back. Stores add other connection kinds by overriding.
+        """
+        if not self.capabilities.transactional_enqueue:
+            raise InvalidArgument(f"the {self.dialect.name} store has no transactional enqueue")
+        try:
+            if isinstance(connection, AsyncConnection):
+                return await connection.run_sync(work)
+            if isinstance(connection, sa.Connection):
+                return work(connection)
+        except sa_exc.DBAPIError as error:
+            raise BackendUnavailable(f"{self.dialect.name} error: {error.orig}") from error
+        raise InvalidArgument(
+            "connection must be a SQLAlchemy AsyncConnection or Connection, "
+            f"not {type(connection).__name__}"
+        )
 
     # -- consume -----------------------------------------------------------------------------
     async def claim(

@@ -121,7 +121,9 @@ class SqliteBackend(SqlBackend):
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         self.capabilities = Capabilities(
-            transactional_enqueue=False,
+            # Your own SQLAlchemy connection on the same file can enqueue in its transaction;
+            # nobody else can reach the in-memory database.
+            transactional_enqueue=not self.memory,
             cross_process_wakeup=not self.memory,
             durable=not self.memory,
         )
