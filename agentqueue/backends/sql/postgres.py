@@ -21,6 +21,7 @@ import logging
 import re
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,13 +32,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from agentqueue.backends.base import Capabilities
+from agentqueue.backends.base import Capabilities, InsertJob, InsertResult
 from agentqueue.backends.signal import ChangeSignal
-from agentqueue.backends.sql import migrations
+from agentqueue.backends.sql import migrations, pg_statements, produce
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
 from agentqueue.backends.sql.dialect import SqlDialect
+from agentqueue.backends.sql.rows import job_from_row
 from agentqueue.backends.sql.tables import event_commits, job_events
 from agentqueue.errors import BackendUnavailable, ConfigError, InvalidArgument, MissingExtra
+from agentqueue.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,8 @@ class PostgresOptions:
 
     url: str
     """The connection URL for asyncpg, without agentqueue's own options."""
-    schema: str = "public"
+    schema: str | None = "public"
+    """The schema of the tables; None: the connection's current schema (a caller's engine)."""
     pool_size: int = 10
     fallback_poll: float = 0.5
 
@@ -165,7 +169,7 @@ class PostgresDialect(SqlDialect):
 class PostgresBackend(SqlBackend):
     """The PostgreSQL store; see the module docstring."""
 
-    def __init__(self, options: PostgresOptions) -> None:
+    def __init__(self, options: PostgresOptions, engine: AsyncEngine | None = None) -> None:
         try:
             import asyncpg  # noqa: F401  (checked here so a missing extra says how to fix it)
         except ImportError:
@@ -177,11 +181,13 @@ class PostgresBackend(SqlBackend):
         self.capabilities = Capabilities(
             transactional_enqueue=True, cross_process_wakeup=True, durable=True
         )
-        self.engine = create_async_engine(
+        self.schema = options.schema or "public"
+        self._owns_engine = engine is None
+        self.engine = engine or create_async_engine(
             options.url,
             pool_size=options.pool_size,
             max_overflow=options.pool_size,
-            connect_args={"server_settings": {"search_path": options.schema}},
+            connect_args={"server_settings": {"search_path": self.schema}},
         )
         self._signal = ChangeSignal()
         self._wrapped: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
@@ -192,6 +198,12 @@ class PostgresBackend(SqlBackend):
     def from_url(cls, url: str) -> PostgresBackend:
         """Build the store from a URL (see `parse_url`)."""
         return cls(parse_url(url))
+
+    @classmethod
+    def from_engine(cls, engine: AsyncEngine) -> PostgresBackend:
+        """Use the caller's engine (never disposed here); tables live in its current schema."""
+        url = engine.url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+        return cls(PostgresOptions(url=url, schema=None), engine)
 
     # -- transactions ------------------------------------------------------------------------
     async def _write(self, work: Work[T]) -> T:
@@ -230,6 +242,74 @@ class PostgresBackend(SqlBackend):
                 raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
         raise AssertionError("unreachable")  # the loop returns or raises
 
+    async def _autocommit(self, work: Work[T]) -> T:
+        """Run one statement's `work` in autocommit: the statement is its own transaction.
+
+        Never rerun: a failure may come after the commit.
+        """
+        try:
+            async with self.engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                result = await auto.run_sync(work)
+        except sa_exc.DBAPIError as error:
+            raise self._translate(error) from error
+        except OSError as error:
+            raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
+        self._signal.notify()
+        return result
+
+    # -- the hot paths in one round trip -----------------------------------------------------
+    async def insert_jobs(
+        self,
+        new_jobs: Sequence[InsertJob],
+        *,
+        now: datetime | None = None,
+        connection: Any = None,
+    ) -> list[InsertResult]:
+        """See `Backend.insert_jobs`: one statement when no idempotency key is involved."""
+        portable = connection is not None or any(
+            job.idempotency_key is not None for job in new_jobs
+        )
+        if portable or not new_jobs:
+            return await super().insert_jobs(new_jobs, now=now, connection=connection)
+
+        def work(conn: sa.Connection) -> list[InsertResult]:
+            at = self.dialect.now(conn, now)
+            rows = [produce.job_values(job, at) for job in new_jobs]
+            ids = conn.execute(pg_statements.INSERT, pg_statements.insert_params(rows)).scalars()
+            return [InsertResult(job_id, created=True) for job_id in ids]
+
+        return await self._autocommit(work)
+
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        """See `Backend.claim`: one statement; SKIP LOCKED makes an empty claim cheap."""
+        if limit <= 0:
+            return []
+
+        def work(conn: sa.Connection) -> list[Job]:
+            statement = pg_statements.claim_cte_statement(
+                worker_id=worker_id,
+                queue=queue,
+                job_types=job_types,
+                limit=limit,
+                lease_seconds=lease_seconds,
+                at=self.dialect.now(conn, now),
+            )
+            found = [job_from_row(row) for row in conn.execute(statement)]
+            found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+            return found
+
+        return await self._autocommit(work)
+
     async def _run_in(self, connection: Any, work: Work[T]) -> T:
         """Run `work` on the caller's connection, inside the caller's transaction.
 
@@ -248,9 +328,7 @@ class PostgresBackend(SqlBackend):
 
     async def _run_scoped(self, connection: AsyncConnection, work: Work[T]) -> T:
         # The caller's connection has its own search_path: name our schema explicitly.
-        scoped = await connection.execution_options(
-            schema_translate_map={None: self.options.schema}
-        )
+        scoped = await connection.execution_options(schema_translate_map={None: self.schema})
         try:
             return await scoped.run_sync(work)
         except sa_exc.DBAPIError as error:
@@ -285,12 +363,16 @@ class PostgresBackend(SqlBackend):
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self, *, migrate: bool = False) -> None:
         """See `Backend.open`."""
+        if self.options.schema is None:
+            self.schema = await self._read(
+                lambda conn: conn.execute(sa.select(sa.func.current_schema())).scalar_one()
+            )
         await super().open(migrate=migrate)
         await self._read(self.dialect.measure)
 
     async def migrate(self) -> list[str]:
         """See `Backend.migrate`: creates the schema; concurrent migrators take turns."""
-        schema = self.options.schema
+        schema = self.schema
 
         def run(conn: sa.Connection) -> list[str]:
             conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
@@ -308,7 +390,8 @@ class PostgresBackend(SqlBackend):
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
-        await self.engine.dispose()
+        if self._owns_engine:
+            await self.engine.dispose()
 
     # -- wake-ups ----------------------------------------------------------------------------
     def change_token(self) -> int:
@@ -329,7 +412,7 @@ class PostgresBackend(SqlBackend):
         import asyncpg
 
         dsn = self.options.url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        schema = self.options.schema
+        schema = self.schema
         pause = 0.1
         while not self._closed:
             conn: Any = None

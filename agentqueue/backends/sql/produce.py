@@ -41,7 +41,7 @@ def insert(conn: sa.Connection, new_jobs: Sequence[InsertJob], at: datetime) -> 
             fresh.append(job)
     if not fresh:
         return results
-    rows = [_job_values(job, at) for job in fresh]
+    rows = [job_values(job, at) for job in fresh]
     inserted = conn.execute(jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True), rows)
     ids = [row.id for row in inserted]
     for slot, fresh_index in slots:
@@ -75,7 +75,8 @@ def _existing_keys(
     return {(row.job_type, row.idempotency_key): row.id for row in conn.execute(query)}
 
 
-def _job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
+def job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
+    """Return the `aq_jobs` column values of a new job created at `at`."""
     run_at = (job.run_at or at) + timedelta(seconds=job.delay)
     return {
         "queue": job.queue,
