@@ -10,15 +10,26 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentqueue import Queue, SchemaMismatch
 from agentqueue.backends.sql import migrations, tables
+from tests.conftest import POSTGRES_URL
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _schema_diff(conn: sa.Connection) -> list[object]:
-    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    dialect = conn.dialect.name
+
+    def on_this_dialect(item: object, name: str | None, kind: str, *_: object) -> bool:
+        # An index declared with ddl_if(dialect=...) exists only there.
+        wanted = getattr(getattr(item, "_ddl_if", None), "dialect", None)
+        return wanted is None or wanted == dialect
+
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": True, "include_object": on_this_dialect}
+    )
     return list(compare_metadata(context, tables.metadata))
 
 
@@ -85,3 +96,19 @@ async def test_upgrading_from_version_1_keeps_rows_and_fills_new_columns(tmp_pat
         (old,) = await queue.list_job_types()
     assert old.name == "old"
     assert old.defaults.max_attempts is None
+
+
+async def test_migrated_postgres_schema_matches_the_head_schema_exactly(postgres_url: str) -> None:
+    async with Queue(postgres_url) as queue:
+        schema = postgres_url.rsplit("schema=", 1)[1]
+        engine = create_async_engine(
+            POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://"),
+            connect_args={"server_settings": {"search_path": schema}},
+        )
+        try:
+            async with engine.connect() as conn:
+                diff = await conn.run_sync(_schema_diff)
+        finally:
+            await engine.dispose()
+        assert queue.backend.capabilities.durable
+    assert diff == []

@@ -33,7 +33,7 @@ from agentqueue.backends.base import (
 from agentqueue.backends.sql import consume, migrations, operate, produce
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import event_from_row, job_from_row, job_type_from_row
-from agentqueue.backends.sql.tables import job_events, job_types, jobs
+from agentqueue.backends.sql.tables import IS_PENDING, job_events, job_types, jobs
 from agentqueue.errors import BackendUnavailable, InvalidArgument
 from agentqueue.models import (
     Job,
@@ -44,7 +44,6 @@ from agentqueue.models import (
     ListOrder,
     QueueStats,
 )
-from agentqueue.states import JobStatus
 
 T = TypeVar("T")
 Work = Callable[[sa.Connection], T]
@@ -226,8 +225,10 @@ class SqlBackend(ABC):
         self, *, queue: str | None, job_types: Sequence[str] | None
     ) -> datetime | None:
         """See `Backend.next_due`."""
-        query = sa.select(sa.func.min(jobs.c.run_at)).where(
-            jobs.c.status == JobStatus.PENDING.value
+        query = (
+            sa.select(sa.func.min(jobs.c.run_at))
+            .where(IS_PENDING)
+            .with_hint(jobs, "INDEXED BY aq_jobs_due", dialect_name="sqlite")
         )
         if queue is not None:
             query = query.where(jobs.c.queue == queue)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from agentqueue.backends.sql.rows import (
     insert_events,
     job_from_row,
 )
-from agentqueue.backends.sql.tables import jobs
+from agentqueue.backends.sql.tables import IS_PENDING, IS_PROCESSING, jobs
 from agentqueue.models import ErrorRecord, EventType, FailureReason, Job
 from agentqueue.states import JobStatus
 
@@ -38,19 +39,22 @@ _EVENT_OF = {
     OutcomeKind.RELEASE: EventType.RELEASE,
     OutcomeKind.CANCEL: EventType.CANCEL,
 }
+_BACK_TO_PENDING = frozenset({OutcomeKind.RETRY, OutcomeKind.RELEASE})
 
 
 def claim_statement(
     queue: str | None, job_types: Sequence[str] | None, limit: int, now: datetime
 ) -> sa.Select[Any]:
     """Select the ids of up to `limit` due pending jobs in claim order."""
-    query = sa.select(jobs.c.id).where(
-        jobs.c.status == JobStatus.PENDING.value, jobs.c.run_at <= now
-    )
+    query = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= now)
     if queue is not None:
         query = query.where(jobs.c.queue == queue)
     if job_types:
         query = query.where(jobs.c.job_type.in_(list(job_types)))
+    # Without statistics SQLite prefers the (status, id) index and sorts the whole backlog on
+    # every claim; the partial claim index already holds pending rows in claim order.
+    index = "aq_jobs_claim_any" if queue is None else "aq_jobs_claim_queue"
+    query = query.with_hint(jobs, f"INDEXED BY {index}", dialect_name="sqlite")
     return query.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(limit)
 
 
@@ -92,12 +96,20 @@ def apply_outcomes(
 ) -> None:
     """Write outcomes whose rows the caller has checked and locked; one executemany per shape.
 
-    `event` overrides the event type (the supervisor's rescues record `rescue`).
+    `event` overrides the event type (the supervisor's rescues record `rescue`). A job whose
+    cancel was requested ends `cancelled` instead of going back to pending.
     """
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     events: list[dict[str, Any]] = []
     for outcome in outcomes:
         row = rows[outcome.lease.job_id]
+        event_type = event or _EVENT_OF[outcome.kind]
+        if row.cancel_requested and outcome.kind in _BACK_TO_PENDING:
+            # The attempt ended (failed, released at shutdown, or its worker died) before the
+            # handler acted on the cancel request: back to pending, the next claim would clear
+            # the request and run the job again.
+            outcome = dataclasses.replace(outcome, kind=OutcomeKind.CANCEL)
+            event_type = EventType.CANCEL
         values = _values(outcome, row, at)
         groups.setdefault(tuple(sorted(values)), []).append(values)
         status = _STATUS_AFTER[outcome.kind]
@@ -108,7 +120,7 @@ def apply_outcomes(
             data["retry_in"] = outcome.retry_in
         if event is EventType.RESCUE:
             data["worker"] = row.locked_by
-        events.append(event_row(row._mapping, event or _EVENT_OF[outcome.kind], status, at, data))
+        events.append(event_row(row._mapping, event_type, status, at, data))
     for names, params in groups.items():
         statement = (
             sa.update(jobs)
@@ -257,20 +269,12 @@ def set_progress(
 
 def expired_probe(at: datetime) -> sa.Select[Any]:
     """Select one id of a processing job whose lease has expired (a cheap check)."""
-    return (
-        sa.select(jobs.c.id)
-        .where(jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_expires_at < at)
-        .limit(1)
-    )
+    return sa.select(jobs.c.id).where(IS_PROCESSING, jobs.c.lease_expires_at < at).limit(1)
 
 
 def rescue(conn: sa.Connection, dialect: SqlDialect, at: datetime) -> list[int]:
     """Take back expired leases; see `Backend.rescue_expired`."""
-    query = dialect.lock(
-        sa.select(*JOB_COLUMNS).where(
-            jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_expires_at < at
-        )
-    )
+    query = dialect.lock(sa.select(*JOB_COLUMNS).where(IS_PROCESSING, jobs.c.lease_expires_at < at))
     rows = {row.id: row for row in conn.execute(query)}
     outcomes = [
         Outcome(

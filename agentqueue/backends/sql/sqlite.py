@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from agentqueue.backends.base import Capabilities
@@ -96,6 +98,14 @@ def parse_url(url: str) -> SqliteOptions:
     return SqliteOptions(path=path, **options)
 
 
+class _HintingCompiler(SQLiteCompiler):
+    """Renders `with_hint(table, "INDEXED BY …", dialect_name="sqlite")`, which SQLAlchemy's
+    SQLite compiler ignores; the claim needs it (see `consume.claim_statement`)."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
+
+
 class SqliteBackend(SqlBackend):
     """The SQLite store (file or in-memory); see the module docstring."""
 
@@ -127,6 +137,7 @@ class SqliteBackend(SqlBackend):
             cross_process_wakeup=not self.memory,
             durable=not self.memory,
         )
+        self.engine.dialect.statement_compiler = _HintingCompiler
         self._write_engine = self.engine.execution_options(aq_write=True)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="agentqueue-sqlite-writer")
         # The in-memory database has one connection: reads share the writer's thread.
@@ -178,13 +189,31 @@ class SqliteBackend(SqlBackend):
         # as much as the statements of a small one.
         if self._writer_conn is None or self._writer_conn.closed:
             self._writer_conn = self._write_engine.connect()
-        try:
-            with self._writer_conn.begin():
-                return work(self._writer_conn)
-        except sa_exc.DBAPIError as error:
-            if error.connection_invalidated:
-                self._writer_conn = None
-            raise self._translate(error) from error
+            # This connection waits for the write lock itself (below), in steps far finer than
+            # SQLite's busy handler, whose sleeps grow to 100 ms while the lock is held ~1 ms.
+            self._writer_conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            self._writer_conn.commit()
+        deadline = time.monotonic() + self.options.busy_timeout_ms / 1000
+        pause = 0.0002
+        while True:
+            started = False
+            try:
+                with self._writer_conn.begin():
+                    started = True
+                    return work(self._writer_conn)
+            except sa_exc.OperationalError as error:
+                busy = not started and "locked" in str(error.orig)
+                if busy and time.monotonic() < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 1.5, 0.002)
+                    continue
+                if error.connection_invalidated:
+                    self._writer_conn = None
+                raise self._translate(error) from error
+            except sa_exc.DBAPIError as error:
+                if error.connection_invalidated:
+                    self._writer_conn = None
+                raise self._translate(error) from error
 
     async def _read(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()

@@ -102,7 +102,9 @@ jobs = sa.Table(
 )
 
 # The claim reads pending rows in priority order, with or without a queue; both orders are
-# served by a partial index so the claim never sorts the backlog.
+# served by a partial index so the claim never sorts the backlog. A query only uses a partial
+# index when it repeats its condition literally (a bound parameter does not match), hence
+# `IS_PENDING` / `IS_PROCESSING` below.
 _pending = sa.text("status = 'pending'")
 sa.Index(
     "aq_jobs_claim_queue",
@@ -121,6 +123,7 @@ sa.Index(
     sqlite_where=_pending,
     postgresql_where=_pending,
 )
+sa.Index("aq_jobs_due", jobs.c.run_at, sqlite_where=_pending, postgresql_where=_pending)
 _processing = sa.text("status = 'processing'")
 sa.Index(
     "aq_jobs_lease",
@@ -129,6 +132,11 @@ sa.Index(
     postgresql_where=_processing,
 )
 sa.Index("aq_jobs_status", jobs.c.status, jobs.c.id)
+
+IS_PENDING = jobs.c.status == sa.literal_column("'pending'")
+"""`status = 'pending'` as a literal, so the claim and next-due queries use the partial index."""
+IS_PROCESSING = jobs.c.status == sa.literal_column("'processing'")
+"""`status = 'processing'` as a literal, for the lease index."""
 sa.Index("aq_jobs_type", jobs.c.job_type, jobs.c.id)
 _keyed = sa.text("idempotency_key IS NOT NULL")
 sa.Index(
@@ -163,7 +171,8 @@ job_events = sa.Table(
     sa.Column("txid", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
 )
 sa.Index("aq_job_events_job", job_events.c.job_id, job_events.c.id)
-sa.Index("aq_job_events_txid", job_events.c.txid, job_events.c.id)
+# Only PostgreSQL joins events to their commits; on SQLite txid is always 0.
+sa.Index("aq_job_events_txid", job_events.c.txid, job_events.c.id).ddl_if(dialect="postgresql")
 
 event_commits = sa.Table(
     "aq_event_commits",

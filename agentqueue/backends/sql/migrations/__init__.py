@@ -21,6 +21,7 @@ from agentqueue.backends.sql.migrations import (
     m0001_initial,
     m0002_job_type_defaults,
     m0003_event_commits,
+    m0004_due_index,
 )
 from agentqueue.errors import SchemaMismatch
 
@@ -28,7 +29,12 @@ from agentqueue.errors import SchemaMismatch
 for _name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-MIGRATIONS: list[ModuleType] = [m0001_initial, m0002_job_type_defaults, m0003_event_commits]
+MIGRATIONS: list[ModuleType] = [
+    m0001_initial,
+    m0002_job_type_defaults,
+    m0003_event_commits,
+    m0004_due_index,
+]
 LATEST = MIGRATIONS[-1].VERSION
 
 
