@@ -19,7 +19,6 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from agentqueue.context import JobContext
 from agentqueue.errors import AgentQueueError, InvalidArgument
 from agentqueue.models import Job
 from agentqueue.worker.acks import AckBatcher
-from agentqueue.worker.executor import Running, StopReason, execute
+from agentqueue.worker.executor import HandlerThreads, Running, StopReason, execute
 
 if TYPE_CHECKING:
     from agentqueue.queue import Queue
@@ -146,7 +145,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._progress: dict[int, tuple[int, str | None]] = {}
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads: HandlerThreads | None = None
         self._acks: AckBatcher | None = None
 
     # -- control -----------------------------------------------------------------------------
@@ -167,8 +166,7 @@ class Worker:
         await self.queue.open()
         if len(self.queue.registry):
             await self.queue.publish_job_types()
-        slots = sum(lane.limit for lane in self.lanes)
-        self._threads = ThreadPoolExecutor(slots, thread_name_prefix="agentqueue-handler")
+        self._threads = HandlerThreads()
         self._acks = AckBatcher(
             self.queue.backend,
             self.worker_id,
@@ -198,7 +196,6 @@ class Worker:
             await asyncio.gather(heartbeat, rescue, return_exceptions=True)
             for remove in removers:
                 remove()
-            self._threads.shutdown(wait=False, cancel_futures=True)
             logger.info("worker %s stopped: %s", self.worker_id, dict(self.counts))
         return self.counts
 
@@ -287,6 +284,14 @@ class Worker:
 
     # -- running -----------------------------------------------------------------------------
     def _start(self, lane: Lane, job: Job) -> None:
+        stale = self._running.get(job.id)
+        if stale is not None and stale.task is not None and not stale.task.done():
+            # The store handed out a job this worker still runs: that attempt's lease expired
+            # (heartbeats were late) and it was rescued. Stop it as a heartbeat would have, so
+            # one worker never runs two attempts of a job at once.
+            logger.warning("job %s: claimed again, stopping its stale attempt here", job.id)
+            stale.stop_reason = StopReason.LEASE_LOST
+            stale.task.cancel()
         loop = asyncio.get_running_loop()
         ctx = JobContext(
             job,
@@ -313,8 +318,11 @@ class Worker:
         running.task.add_done_callback(lambda task: self._finished(lane, running, task))
 
     def _finished(self, lane: Lane, running: Running, task: asyncio.Task[Outcome | None]) -> None:
-        lane.running.pop(running.job.id, None)
-        self._running.pop(running.job.id, None)
+        # A stale attempt must not remove the entry of the job's newer attempt.
+        if lane.running.get(running.job.id) is running:
+            del lane.running[running.job.id]
+        if self._running.get(running.job.id) is running:
+            del self._running[running.job.id]
         self._wake.set()
         if task.cancelled():
             logger.error("job %s: its task was cancelled without a reason", running.job.id)

@@ -1,0 +1,433 @@
+"""Worker processes under real signals: drain, shutdown timeout, SIGKILL, many jobs, a pause.
+
+Each test starts `python -m tests.acceptance.run_worker` processes (or the real CLI) on a SQLite
+file and reads the ledger, a separate SQLite file where handlers log every run, to count
+executions. Waits are bounded polls of the ledger or the store, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentqueue import FailureReason, Job, JobStatus, Queue
+from tests.acceptance import ledger
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNNER = [sys.executable, "-m", "tests.acceptance.run_worker"]
+
+
+@dataclass
+class Worker:
+    """A worker process and the file its output goes to."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def output(self) -> str:
+        """The process's stdout and stderr so far (for failure messages)."""
+        return self.log.read_text(errors="replace")[-6000:]
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to exit and return its code; fail after `timeout` seconds."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker {self.pid} still running after {timeout} s:\n{self.output()}")
+
+
+@dataclass
+class Env:
+    """One test's store, ledger and process launcher."""
+
+    url: str
+    ledger: str
+    tmp: Path
+    started: list[Worker]
+
+    def environ(self) -> dict[str, str]:
+        """The environment of a worker process."""
+        path = os.environ.get("PYTHONPATH")
+        return {
+            **os.environ,
+            "AGENTQUEUE_URL": self.url,
+            "AGENTQUEUE_LEDGER": self.ledger,
+            "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{path}" if path else str(REPO_ROOT),
+        }
+
+    def start(self, *args: str, command: list[str] | None = None) -> Worker:
+        """Start a worker process (the test runner by default) with extra arguments."""
+        log = self.tmp / f"worker-{len(self.started)}.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [*(command or RUNNER), *args],
+                env=self.environ(),
+                cwd=self.tmp,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Worker(process, log)
+        self.started.append(worker)
+        return worker
+
+    def rows(self, event: str | None = None) -> list[ledger.Row]:
+        """The ledger's rows (of one event)."""
+        return ledger.rows(self.ledger, event)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    """A fresh store file and ledger; every process started is killed at the end."""
+    ledger_path = tmp_path / "ledger.db"
+    ledger.create(str(ledger_path))
+    setup = Env(f"sqlite:///{tmp_path / 'queue.db'}", str(ledger_path), tmp_path, [])
+    try:
+        yield setup
+    finally:
+        for worker in setup.started:
+            if worker.process.poll() is None:
+                worker.process.kill()
+            worker.process.wait(10)
+
+
+@pytest.fixture
+async def queue(env: Env) -> AsyncIterator[Queue]:
+    """The test's own connection to the store (migrated before any worker starts)."""
+    async with Queue(env.url) as opened:
+        yield opened
+
+
+async def until(
+    what: str, check: Callable[[], Any], *, timeout: float, workers: Sequence[Worker] = ()
+) -> Any:
+    """Poll `check` (sync or async) every 20 ms until truthy; fail with the workers' logs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        dead = [w for w in workers if w.process.poll() is not None]
+        if time.monotonic() > deadline or dead:
+            logs = "\n".join(f"--- worker {w.pid} ---\n{w.output()}" for w in workers)
+            reason = f"worker {dead[0].pid} exited" if dead else f"not within {timeout} s"
+            pytest.fail(f"{what}: {reason} (last value {value!r})\n{logs}")
+        await asyncio.sleep(0.02)
+
+
+async def all_jobs(queue: Queue) -> list[Job]:
+    """Every job in the store, oldest first."""
+    jobs: list[Job] = []
+    cursor = None
+    while True:
+        page = await queue.list_jobs(limit=1000, cursor=cursor, order="oldest")
+        jobs.extend(page.items)
+        if page.next_cursor is None:
+            return jobs
+        cursor = page.next_cursor
+
+
+async def statuses(queue: Queue) -> Counter[str]:
+    """How many jobs are in each status (zeros left out)."""
+    totals = (await queue.stats()).totals
+    return Counter({status.value: count for status, count in totals.items() if count})
+
+
+async def complete_events(queue: Queue, job_id: int) -> int:
+    """How many times the store recorded the job as completed."""
+    return sum(1 for event in await queue.get_job_events(job_id) if event.type == "complete")
+
+
+def per_job(rows: list[ledger.Row]) -> Counter[int]:
+    """Ledger rows counted per job id."""
+    return Counter(row.job_id for row in rows)
+
+
+def pause_outside_a_write(worker: Worker, url: str) -> None:
+    """SIGSTOP `worker` at a moment it does not hold the SQLite write lock.
+
+    A process stopped inside a write transaction (a heartbeat, say) would keep every other
+    process from writing until it resumes: SQLite has one writer. Such a pause is retried.
+    """
+    path = url.removeprefix("sqlite:///")
+    for _ in range(50):
+        worker.process.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            worker.process.send_signal(signal.SIGCONT)
+        finally:
+            probe.close()
+    pytest.fail("could not pause the worker outside a write transaction")
+
+
+async def test_two_worker_processes_complete_a_thousand_jobs_exactly_once(
+    env: Env, queue: Queue
+) -> None:
+    workers = [env.start("--concurrency", "10") for _ in range(2)]
+    await until(
+        "both workers ready", lambda: len(env.rows("ready")) == 2, timeout=20, workers=workers
+    )
+
+    started = time.monotonic()
+    ids = await queue.add_jobs(
+        [{"job_type": "work", "payload": {"sleep_ms": 5}} for _ in range(1000)]
+    )
+
+    async def drained() -> bool:
+        return (await statuses(queue))["completed"] == 1000
+
+    await until("1,000 jobs completed", drained, timeout=45, workers=workers)
+    elapsed = time.monotonic() - started
+    for worker in workers:
+        worker.process.send_signal(signal.SIGTERM)
+    codes = [worker.wait_exit(15) for worker in workers]
+
+    done = env.rows("done")
+    starts = env.rows("start")
+    jobs = await all_jobs(queue)
+    print(f"1,000 jobs on 2 worker processes: {elapsed:.2f} s ({1000 / elapsed:.0f} jobs/s)")
+    assert codes == [0, 0]
+    assert await statuses(queue) == {"completed": 1000}
+    assert set(per_job(done)) == set(ids)
+    assert set(per_job(done).values()) == {1}, "a job ran to completion more than once"
+    assert set(per_job(starts).values()) == {1}, "a job was started twice without a fault"
+    assert {job.attempts for job in jobs} == {1}
+    by_pid = Counter(row.pid for row in done)
+    assert set(by_pid) == {worker.pid for worker in workers}, f"work per process: {by_pid}"
+
+
+async def test_sigterm_drains_running_jobs_and_starts_no_new_ones(env: Env, queue: Queue) -> None:
+    ids = await queue.add_jobs(
+        [{"job_type": "work", "payload": {"sleep_ms": 1000}} for _ in range(25)]
+    )
+    worker = env.start("--concurrency", "5", "--shutdown-timeout", "20")
+    await until("5 jobs running", lambda: len(env.rows("start")) == 5, timeout=20, workers=[worker])
+
+    signalled = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    code = worker.wait_exit(15)
+    exit_after = time.monotonic() - signalled
+
+    starts = env.rows("start")
+    done = env.rows("done")
+    jobs = {job.id: job for job in await all_jobs(queue)}
+    running_at_signal = {row.job_id for row in starts}
+    print(f"SIGTERM drain: exit {code} after {exit_after:.2f} s")
+    assert code == 0, worker.output()
+    assert exit_after < 1.0 + 2.0, f"drain took {exit_after:.2f} s for jobs of 1 s"
+    assert len(starts) == 5, "a job started after SIGTERM"
+    assert {row.job_id for row in done} == running_at_signal
+    assert await statuses(queue) == {"completed": 5, "pending": 20}
+    for job_id in set(ids) - running_at_signal:
+        assert (jobs[job_id].status, jobs[job_id].attempts) == (JobStatus.PENDING, 0)
+
+
+@pytest.mark.parametrize("job_type", ["work", "work_sync"])
+async def test_sigterm_past_the_shutdown_timeout_releases_running_jobs_and_exits(
+    env: Env, queue: Queue, job_type: str
+) -> None:
+    ids = await queue.add_jobs(
+        [{"job_type": job_type, "payload": {"sleep_ms": 10_000}} for _ in range(3)]
+    )
+    worker = env.start("--concurrency", "3", "--shutdown-timeout", "0.5")
+    await until("3 jobs running", lambda: len(env.rows("start")) == 3, timeout=20, workers=[worker])
+
+    signalled = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    code = worker.wait_exit(8)
+    exit_after = time.monotonic() - signalled
+
+    jobs = await all_jobs(queue)
+    print(f"SIGTERM with shutdown timeout 0.5 s ({job_type}): exit after {exit_after:.2f} s")
+    assert code == 0, worker.output()
+    assert exit_after < 3.0, f"took {exit_after:.2f} s to exit"
+    assert env.rows("done") == []
+    assert [(job.id, job.status, job.attempts) for job in jobs] == [
+        (job_id, JobStatus.PENDING, 0) for job_id in ids
+    ]
+    assert all(job.locked_by is None and job.error_history == [] for job in jobs)
+    for job_id in ids:
+        types = [event.type.value for event in await queue.get_job_events(job_id)]
+        assert types == ["added", "claim", "release"]
+
+
+async def test_second_sigterm_releases_running_jobs_at_once(env: Env, queue: Queue) -> None:
+    ids = await queue.add_jobs(
+        [{"job_type": "work", "payload": {"sleep_ms": 10_000}} for _ in range(3)]
+    )
+    worker = env.start("--concurrency", "3", "--shutdown-timeout", "30")
+    await until("3 jobs running", lambda: len(env.rows("start")) == 3, timeout=20, workers=[worker])
+    worker.process.send_signal(signal.SIGTERM)
+    await until(
+        "the worker is draining",
+        lambda: "got SIGTERM: draining" in worker.output(),
+        timeout=5,
+        workers=[worker],
+    )
+
+    signalled = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    code = worker.wait_exit(8)
+    exit_after = time.monotonic() - signalled
+
+    jobs = await all_jobs(queue)
+    print(f"second SIGTERM: exit after {exit_after:.2f} s")
+    assert code == 0, worker.output()
+    assert exit_after < 3.0
+    assert env.rows("done") == []
+    assert [(job.id, job.status, job.attempts) for job in jobs] == [
+        (job_id, JobStatus.PENDING, 0) for job_id in ids
+    ]
+
+
+async def test_jobs_of_a_killed_worker_are_rescued_and_completed_exactly_once(
+    env: Env, queue: Queue
+) -> None:
+    ids = await queue.add_jobs(
+        [{"job_type": "work", "payload": {"sleep_ms": 1500}} for _ in range(10)]
+    )
+    doomed = env.start("--concurrency", "4", "--lease", "2")
+    await until("4 jobs running", lambda: len(env.rows("start")) == 4, timeout=20, workers=[doomed])
+    in_flight = {row.job_id for row in env.rows("start")}
+
+    doomed.process.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    assert doomed.wait_exit(5) == -signal.SIGKILL
+    rescuer = env.start("--concurrency", "4", "--lease", "2")
+
+    async def all_completed() -> bool:
+        return (await statuses(queue))["completed"] == 10
+
+    await until("every job completed", all_completed, timeout=40, workers=[rescuer])
+    rescuer.process.send_signal(signal.SIGTERM)
+    assert rescuer.wait_exit(10) == 0
+
+    done = env.rows("done")
+    starts = env.rows("start")
+    jobs = {job.id: job for job in await all_jobs(queue)}
+    second_starts = [r.at for r in starts if r.job_id in in_flight and r.pid == rescuer.pid]
+    reclaim_latency = max(second_starts) - killed_at
+    print(
+        f"SIGKILL: {len(in_flight)} jobs in flight, last one restarted {reclaim_latency:.2f} s"
+        " after the kill"
+    )
+    assert set(per_job(done)) == set(ids), "a job was lost"
+    assert set(per_job(done).values()) == {1}, "a job ran to completion twice"
+    assert {row.pid for row in done} == {rescuer.pid}
+    assert [await complete_events(queue, job_id) for job_id in ids] == [1] * 10
+    for job_id in ids:
+        job = jobs[job_id]
+        if job_id in in_flight:
+            assert job.attempts == 2
+            [lost] = job.error_history
+            assert (lost.attempt, lost.reason) == (1, FailureReason.LEASE_EXPIRED)
+            assert per_job(starts)[job_id] == 2
+        else:
+            assert (job.attempts, job.error_history) == (1, [])
+    assert reclaim_latency < 2 + 4, f"orphans waited {reclaim_latency:.2f} s"
+
+
+async def test_paused_worker_whose_job_was_taken_over_cannot_complete_it(
+    env: Env, queue: Queue
+) -> None:
+    [job_id] = await queue.add_jobs([{"job_type": "work", "payload": {"sleep_ms": 1500}}])
+    paused = env.start("--concurrency", "1", "--lease", "1")
+    await until("the job is running", lambda: env.rows("start"), timeout=20, workers=[paused])
+
+    pause_outside_a_write(paused, env.url)
+    try:
+        rescuer = env.start("--concurrency", "1", "--lease", "1")
+
+        async def completed_by_rescuer() -> bool:
+            job = await queue.get_job(job_id)
+            return job is not None and job.status is JobStatus.COMPLETED
+
+        await until(
+            "the rescuer completed the job", completed_by_rescuer, timeout=20, workers=[rescuer]
+        )
+        taken_over = await queue.get_job(job_id)
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+
+    # The paused worker wakes with its lease gone: either its next heartbeat finds out and
+    # stops the handler, or the handler finishes first and its completion is refused.
+    await until(
+        "the paused worker noticed its lost lease",
+        lambda: "lease lost" in paused.output(),
+        timeout=10,
+        workers=[paused, rescuer],
+    )
+    for worker in (paused, rescuer):
+        worker.process.send_signal(signal.SIGTERM)
+    codes = [worker.wait_exit(10) for worker in (paused, rescuer)]
+
+    final = await queue.get_job(job_id)
+    late_effects = [row for row in env.rows("done") if row.pid == paused.pid]
+    print(
+        "paused worker after SIGCONT: "
+        + ("handler finished, completion refused" if late_effects else "handler stopped")
+    )
+    assert codes == [0, 0]
+    assert taken_over is not None
+    assert final == taken_over, "the paused worker changed the job after it was taken over"
+    assert final.output == {"pid": rescuer.pid}
+    assert final.attempts == 2
+    assert await complete_events(queue, job_id) == 1
+
+
+async def test_real_cli_worker_runs_the_app_and_drains_on_sigterm(env: Env, queue: Queue) -> None:
+    if not (REPO_ROOT / "agentqueue" / "__main__.py").exists():
+        pytest.skip("the agentqueue CLI (python -m agentqueue) is not there yet")
+    ids = await queue.add_jobs(
+        [{"job_type": "work", "payload": {"sleep_ms": 10}} for _ in range(20)]
+    )
+    worker = env.start(
+        "worker",
+        "--app",
+        "tests.acceptance.app:queue",
+        "--url",
+        env.url,
+        "--concurrency",
+        "4",
+        "--lease",
+        "2",
+        "--shutdown-timeout",
+        "5",
+        command=[sys.executable, "-m", "agentqueue"],
+    )
+
+    async def drained() -> bool:
+        return (await statuses(queue))["completed"] == 20
+
+    await until("20 jobs completed by the CLI worker", drained, timeout=30, workers=[worker])
+    worker.process.send_signal(signal.SIGTERM)
+    code = worker.wait_exit(10)
+
+    assert code == 0, worker.output()
+    assert set(per_job(env.rows("done"))) == set(ids)
+    assert {row.pid for row in env.rows("done")} == {worker.pid}
+    assert "worker stopped after 20 job(s): complete=20" in worker.output()
