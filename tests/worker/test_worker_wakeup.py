@@ -34,10 +34,10 @@ async def test_job_enqueued_while_the_worker_is_idle_starts_at_once(
     assert latency < QUICK, f"started {latency:.3f} s after it was enqueued"
 
 
-async def test_job_enqueued_by_another_connection_to_the_same_file_starts_at_once(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+async def test_job_enqueued_by_another_queue_on_the_same_store_starts_at_once(
+    shared_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with Queue(sqlite_url) as worker_side, Queue(sqlite_url) as producer:
+    async with Queue(shared_url) as worker_side, Queue(shared_url) as producer:
 
         @worker_side.handler("hello")
         async def hello(payload: dict[str, Any]) -> None: ...
@@ -73,10 +73,10 @@ async def test_delayed_job_starts_at_its_run_at_without_waiting_for_a_poll(
     assert 0 <= lateness < 0.3, f"started {lateness:+.3f} s from its run_at"
 
 
-async def test_delayed_job_enqueued_by_another_connection_starts_at_its_run_at(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+async def test_delayed_job_enqueued_by_another_queue_starts_at_its_run_at(
+    shared_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with Queue(sqlite_url) as worker_side, Queue(sqlite_url) as producer:
+    async with Queue(shared_url) as worker_side, Queue(shared_url) as producer:
 
         @worker_side.handler("later")
         async def later(payload: dict[str, Any]) -> None: ...
