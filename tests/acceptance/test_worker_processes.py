@@ -95,11 +95,12 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    """A fresh store file and ledger; every process started is killed at the end."""
+def env(shared_url: str, tmp_path: Path) -> Iterator[Env]:
+    """A fresh shared store (SQLite file, PostgreSQL schema, Redis prefix) and a ledger file
+    outside it; every process started is killed at the end."""
     ledger_path = tmp_path / "ledger.db"
     ledger.create(str(ledger_path))
-    setup = Env(f"sqlite:///{tmp_path / 'queue.db'}", str(ledger_path), tmp_path, [])
+    setup = Env(shared_url, str(ledger_path), tmp_path, [])
     try:
         yield setup
     finally:
@@ -169,6 +170,11 @@ def pause_outside_a_write(worker: Worker, url: str) -> None:
     A process stopped inside a write transaction (a heartbeat, say) would keep every other
     process from writing until it resumes: SQLite has one writer. Such a pause is retried.
     """
+    if not url.startswith("sqlite"):
+        # Other stores have no store-wide write lock: a paused holder of a row lock is
+        # skipped (SKIP LOCKED), and Redis scripts run whole.
+        worker.process.send_signal(signal.SIGSTOP)
+        return
     path = url.removeprefix("sqlite:///")
     for _ in range(50):
         worker.process.send_signal(signal.SIGSTOP)
