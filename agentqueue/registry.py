@@ -98,8 +98,7 @@ def build_spec(
     Raises:
         InvalidArgument: the function takes no payload parameter or more than two parameters.
     """
-    target = fn
-    parameters = list(inspect.signature(target).parameters.values())
+    parameters = list(inspect.signature(fn).parameters.values())
     positional = [
         p
         for p in parameters
@@ -111,12 +110,19 @@ def build_spec(
             f"not {len(positional)} positional parameters"
         )
     try:
-        hints = typing.get_type_hints(target)
-    except (NameError, TypeError):
-        hints = {}
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError) as error:
+        if positional[0].annotation is inspect.Parameter.empty:
+            hints = {}
+        else:
+            # Silently skipping validation would hand the handler unchecked dicts.
+            raise InvalidArgument(
+                f"cannot resolve the payload annotation of handler {name!r} ({error}); define "
+                "its model at module level, where the annotation can be found"
+            ) from None
     payload_type = hints.get(positional[0].name)
     adapter = None if payload_type in (None, Any) else TypeAdapter(payload_type)
-    doc = inspect.getdoc(target) or ""
+    doc = inspect.getdoc(fn) or ""
     return HandlerSpec(
         name=name,
         fn=fn,
@@ -125,7 +131,7 @@ def build_spec(
         defaults=defaults,
         payload_type=payload_type,
         takes_context=len(positional) == 2,
-        is_async=inspect.iscoroutinefunction(target),
+        is_async=inspect.iscoroutinefunction(fn),
         examples=list(examples or []),
         on_success=on_success,
         on_failure=on_failure,

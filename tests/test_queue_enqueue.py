@@ -334,3 +334,14 @@ async def test_two_queues_on_one_store_share_idempotency_keys(shared_url: str) -
         )
         assert len(set(ids)) == 1
         assert (await second.stats()).totals[JobStatus.PENDING] == 1
+
+
+def test_a_handler_whose_payload_annotation_cannot_be_resolved_is_refused_at_registration(
+    queue: Queue,
+) -> None:
+    def handler(payload: NotDefinedAnywhere) -> None:  # type: ignore[name-defined]  # noqa: F821
+        """A handler annotated with a name nobody can resolve."""
+
+    with pytest.raises(InvalidArgument, match="module level"):
+        queue.handler("unresolvable")(handler)
+    assert queue.registry.get("unresolvable") is None

@@ -83,6 +83,14 @@ class Running:
         """The fence for this attempt's writes."""
         return Lease(self.job.id, self.job.attempts)
 
+    def stop(self, reason: StopReason) -> None:
+        """Stop the handler: cancel its task and set `ctx.cancelled` (a sync handler's thread
+        cannot be interrupted; the flag tells it to stop)."""
+        self.stop_reason = reason
+        self.ctx._request_cancel()  # pyright: ignore[reportPrivateUsage]
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
 
 def failure(
     job: Job,

@@ -290,8 +290,7 @@ class Worker:
             # (heartbeats were late) and it was rescued. Stop it as a heartbeat would have, so
             # one worker never runs two attempts of a job at once.
             logger.warning("job %s: claimed again, stopping its stale attempt here", job.id)
-            stale.stop_reason = StopReason.LEASE_LOST
-            stale.task.cancel()
+            stale.stop(StopReason.LEASE_LOST)
         loop = asyncio.get_running_loop()
         ctx = JobContext(
             job,
@@ -405,7 +404,10 @@ class Worker:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             if self._running:
-                await self._heartbeat()
+                try:
+                    await self._heartbeat()
+                except Exception:  # the loop must outlive any one failure, or leases expire
+                    logger.exception("heartbeat failed unexpectedly; retrying next interval")
 
     async def _heartbeat(self) -> None:
         running = list(self._running.values())
@@ -423,17 +425,15 @@ class Worker:
             job_id = item.job.id
             if job_id in result.lost and item.task is not None and not item.task.done():
                 logger.warning("job %s: lease lost, stopping its handler", job_id)
-                item.stop_reason = StopReason.LEASE_LOST
-                item.task.cancel()
+                item.stop(StopReason.LEASE_LOST)
             elif job_id in result.cancel_requested and item.stop_reason is None:
                 logger.info("job %s: cancel requested, stopping its handler", job_id)
                 item.ctx._request_cancel()  # pyright: ignore[reportPrivateUsage]
                 spec = self.queue.registry.get(item.job.job_type)
                 # A sync handler runs in a thread that cannot be interrupted: it sees
                 # ctx.cancelled and stops itself.
-                if spec is not None and spec.is_async and item.task is not None:
-                    item.stop_reason = StopReason.CANCEL_REQUESTED
-                    item.task.cancel()
+                if spec is not None and spec.is_async:
+                    item.stop(StopReason.CANCEL_REQUESTED)
 
     async def _rescue_loop(self) -> None:
         while True:
@@ -442,6 +442,8 @@ class Worker:
                 await self.queue.backend.rescue_expired(now=self.queue.now())
             except AgentQueueError as error:
                 logger.warning("rescue sweep failed: %s", error)
+            except Exception:  # the sweep must outlive any one failure
+                logger.exception("rescue sweep failed unexpectedly; retrying next interval")
 
     # -- shutdown ----------------------------------------------------------------------------
     async def _wait_running(self, timeout: float | None) -> None:
@@ -470,14 +472,21 @@ class Worker:
             await self._wait_running(self.shutdown_timeout)
         leftovers = [r for r in self._running.values() if r.task is not None and not r.task.done()]
         for item in leftovers:
-            item.stop_reason = StopReason.SHUTDOWN
-            assert item.task is not None
-            item.task.cancel()
+            item.stop(StopReason.SHUTDOWN)
         await asyncio.gather(*(r.task for r in leftovers if r.task), return_exceptions=True)
         if self._acks is not None:
             await self._acks.drain()
-        while self._side_tasks:
-            await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
+        # Hooks and progress writes get the shutdown timeout too: a hung hook must not keep a
+        # stopped worker alive.
+        if self._side_tasks:
+            _, hung = await asyncio.wait(list(self._side_tasks), timeout=self.shutdown_timeout)
+            for task in hung:
+                task.cancel()
+            if hung:
+                logger.warning(
+                    "worker %s: %d hook(s) still running, cancelled", self.worker_id, len(hung)
+                )
+                await asyncio.gather(*hung, return_exceptions=True)
 
 
 async def _call_hook(hook: Any, *args: Any) -> None:

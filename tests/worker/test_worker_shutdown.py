@@ -194,3 +194,63 @@ async def test_stopped_worker_leaves_no_job_processing(queue: Queue) -> None:
     assert stats.totals[JobStatus.COMPLETED] == 3
     assert stats.totals[JobStatus.PENDING] == 3
     assert worker.counts == {"complete": 3, "release": 3}
+
+
+async def test_a_sync_handler_released_at_shutdown_sees_ctx_cancelled(queue: Queue) -> None:
+    import threading
+
+    started = threading.Event()
+    saw_cancel = threading.Event()
+
+    @queue.handler("slow_sync")
+    def slow_sync(payload: dict[str, Any], ctx: JobContext) -> None:
+        started.set()
+        for _ in range(500):  # up to 5 s, unless told to stop
+            if ctx.cancelled:
+                saw_cancel.set()
+                return
+            time.sleep(0.01)
+
+    job_id = await queue.add_job("slow_sync")
+    worker = fast_worker(queue, concurrency=1, shutdown_timeout=0.2)
+    task = asyncio.create_task(worker.run())
+    try:
+        assert await asyncio.to_thread(started.wait, 10)
+        worker.request_stop()
+        await asyncio.wait_for(task, 10)
+    finally:
+        worker.request_stop(force=True)
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+    assert await asyncio.to_thread(saw_cancel.wait, 5)
+    job = await queue.get_job(job_id)
+    assert job is not None
+    assert (job.status, job.attempts) == (JobStatus.PENDING, 0)
+
+
+async def test_a_hung_success_hook_does_not_keep_a_stopped_worker_alive(queue: Queue) -> None:
+    hook_started = asyncio.Event()
+
+    async def hang(job: Any, output: Any) -> None:
+        hook_started.set()
+        await asyncio.sleep(3600)
+
+    @queue.handler("quick", on_success=hang)
+    async def quick(payload: dict[str, Any]) -> int:
+        return 1
+
+    job_id = await queue.add_job("quick")
+    worker = fast_worker(queue, concurrency=1, shutdown_timeout=0.3)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(hook_started.wait(), 10)
+        began = time.monotonic()
+        worker.request_stop()
+        await asyncio.wait_for(task, 10)
+        stopped_after = time.monotonic() - began
+    finally:
+        worker.request_stop(force=True)
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+    job = await queue.get_job(job_id)
+    assert job is not None
+    assert job.status == JobStatus.COMPLETED
+    assert stopped_after < 3
