@@ -197,7 +197,8 @@ class Backend(Protocol):
     ) -> set[int]:
         """Apply outcomes in one transaction; return the job ids whose lease was lost.
 
-        A lost outcome changes nothing.
+        A lost outcome changes nothing. A job whose cancel was requested never goes back to
+        pending: a RETRY or RELEASE outcome for it ends it `cancelled` (its error still kept).
         """
         ...
 
@@ -280,7 +281,8 @@ class Backend(Protocol):
     async def rescue_expired(self, *, now: datetime | None = None) -> list[int]:
         """Take back jobs whose lease expired: pending again if attempts remain, else failed.
 
-        The expired attempt counts; a `rescue` event records the worker that lost it.
+        The expired attempt counts; a `rescue` event records the worker that lost it. A job
+        whose cancel was requested ends `cancelled` instead of going back to pending.
         """
         ...
 
