@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from agentqueue import config
-from agentqueue.backends import backend_from_url
+from agentqueue.backends import backend_for, backend_from_url, describe
 from agentqueue.backends.base import Backend, InsertJob
 from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
 from agentqueue.errors import InvalidArgument, JobNotFound
@@ -54,8 +54,10 @@ class Queue:
     """A durable job queue on one store.
 
     Args:
-        url: the store: `sqlite:///path.db`, `memory://`, … (default: AGENTQUEUE_URL, else
-            `sqlite:///./agentqueue.db`).
+        url: the store: `sqlite:///path.db`, `memory://`, `postgresql://…`, `redis://…`
+            (default: AGENTQUEUE_URL, else `sqlite:///./agentqueue.db`) — or your own
+            SQLAlchemy `AsyncEngine` or redis-py asyncio client, which the queue uses and never
+            closes.
         backend: an already built store (instead of `url`).
         clock: time source; pass a `FrozenClock` in tests.
         migrate: bring the schema up to date when opening (default True).
@@ -66,14 +68,19 @@ class Queue:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Any = None,
         *,
         backend: Backend | None = None,
         clock: Clock | None = None,
         migrate: bool = True,
     ) -> None:
-        self.url = config.store_url(url) if backend is None else (url or "<custom backend>")
-        self.backend: Backend = backend if backend is not None else backend_from_url(self.url)
+        if backend is not None:
+            self.url = url if isinstance(url, str) else "<custom backend>"
+            self.backend: Backend = backend
+        else:
+            target = config.store_url(url) if url is None or isinstance(url, str) else url
+            self.url = describe(target)
+            self.backend = backend_for(target)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.registry = Registry()
         self._migrate = migrate

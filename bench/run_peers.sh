@@ -11,8 +11,9 @@
 # Env:
 #   AQB_PEERS_DIR         the harness copy to run (default /work/peers-run); it must be writable
 #                         and have its own .venv (see its README.md)
-#   AQB_PEERS             peers to run (default "raw_sqlite huey bench_agentqueue")
-#   AQB_ADAPTER_BACKENDS  stores per adapter (default "bench_agentqueue.py:sqlite")
+#   AQB_PEERS             peers to run (default: the raw limit and the fastest peers of each
+#                         store, and agentqueue)
+#   AQB_ADAPTER_BACKENDS  stores per adapter (default "bench_agentqueue.py:sqlite,postgres,redis")
 #   AQB_WAIT_QUIET=SECS   first wait up to SECS for the machine to be quiet (< 0.3 busy cores over
 #                         2 s, i.e. nobody else's tests running); default 0 = start at once
 #   AQB_AQ_REF            measure this commit of agentqueue (e.g. HEAD, a hash) instead of the
@@ -82,8 +83,8 @@ mkdir -p "$PEERS_DIR/results" "$REPO/bench/results"
 
 AQB_ADAPTERS="$REPO/bench/peers" \
 AQB_ADAPTERS_PY="$PY" \
-AQB_ADAPTER_BACKENDS="${AQB_ADAPTER_BACKENDS:-bench_agentqueue.py:sqlite}" \
-AQB_PEERS="${AQB_PEERS:-raw_sqlite huey bench_agentqueue}" \
+AQB_ADAPTER_BACKENDS="${AQB_ADAPTER_BACKENDS:-bench_agentqueue.py:sqlite,postgres,redis}" \
+AQB_PEERS="${AQB_PEERS:-raw_sqlite huey raw_pg pgqueuer raw_redis taskiq saq bench_agentqueue}" \
 AQB_OUT="$OUT" \
   "$PEERS_DIR/run_all.sh" &
 HARNESS=$!

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import os
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis
 
 from agentqueue import Queue
 
@@ -25,7 +27,7 @@ REDIS_URL = os.environ.get("AGENTQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 # Each store the conformance suite runs on. "sqlite" is a real file (multi-connection and
 # multi-process behave as in production); "memory" is the in-memory store; "postgres" and
 # "redis" are the machine's real servers, each test in its own schema / key prefix.
-STORES = ["sqlite", "memory", "postgres"]
+STORES = ["sqlite", "memory", "postgres", "redis"]
 
 
 def require_server(kind: str, reachable: bool, url: str) -> None:
@@ -65,6 +67,15 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return make_store_url(request.param, request, tmp_path)
 
 
+def run_aside(make: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a coroutine to completion on its own loop in a helper thread.
+
+    Fixtures need it: some run inside a test's event loop, where `asyncio.run` is refused.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()  # type: ignore[arg-type]
+
+
 @functools.cache
 def postgres_reachable() -> bool:
     """Whether the test PostgreSQL server answers (checked once per session)."""
@@ -74,7 +85,7 @@ def postgres_reachable() -> bool:
         await conn.close()
 
     try:
-        asyncio.run(probe())
+        run_aside(probe)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
     return True
@@ -94,7 +105,36 @@ def postgres_url() -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(drop())
+    run_aside(drop)
+
+
+@functools.cache
+def redis_reachable() -> bool:
+    """Whether the test Redis server answers (checked once per session)."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A fresh key prefix on the test Redis server; its keys are deleted after the test."""
+    require_server("Redis", redis_reachable(), REDIS_URL)
+    prefix = fresh_name("aqt")
+    yield f"{REDIS_URL}?prefix={prefix}"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        # Only this test's keys: every key of a prefix starts with its hash tag.
+        keys = list(client.scan_iter(match=f"{{{prefix}}}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.unlink(*keys[start : start + 500])
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from agentqueue.backends.base import Backend, Capabilities
-from agentqueue.errors import ConfigError
+import importlib.util
+from typing import Any
 
-__all__ = ["Backend", "Capabilities", "backend_from_url", "scheme_of"]
+from agentqueue.backends.base import Backend, Capabilities
+from agentqueue.errors import ConfigError, MissingExtra
+
+__all__ = ["Backend", "Capabilities", "backend_for", "backend_from_url", "describe", "scheme_of"]
 
 
 def scheme_of(url: str) -> str:
@@ -41,4 +44,55 @@ def backend_from_url(url: str) -> Backend:
         from agentqueue.backends.sql.postgres import PostgresBackend
 
         return PostgresBackend.from_url(url)
+    if kind == "redis":
+        if importlib.util.find_spec("redis") is None:
+            raise MissingExtra(
+                "the Redis store needs the redis package: pip install 'agentqueue[redis]'"
+            )
+        from agentqueue.backends.redis import RedisBackend
+
+        return RedisBackend.from_url(url)
     raise ConfigError(f"the {kind} store is not available in this version of agentqueue")
+
+
+def backend_for(target: Any) -> Backend:
+    """Build the store for a URL, or around a connection object the caller owns.
+
+    Accepted objects: a SQLAlchemy `AsyncEngine` (PostgreSQL through asyncpg, or SQLite — the
+    store opens its own connections to that file) and a redis-py asyncio client. What the
+    caller passed in is never closed by the store.
+
+    Raises:
+        ConfigError: an unsupported object or URL.
+    """
+    if isinstance(target, str):
+        return backend_from_url(target)
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    if isinstance(target, AsyncEngine):
+        dialect = target.dialect.name
+        if dialect == "postgresql":
+            from agentqueue.backends.sql.postgres import PostgresBackend
+
+            return PostgresBackend.from_engine(target)
+        if dialect == "sqlite" and target.url.database not in (None, "", ":memory:"):
+            return backend_from_url(f"sqlite:///{target.url.database}")
+        raise ConfigError(f"an AsyncEngine for {dialect} {target.url} cannot hold a queue")
+    if type(target).__module__.startswith("redis"):
+        from agentqueue.backends.redis import RedisBackend
+
+        return RedisBackend.from_client(target)
+    raise ConfigError(
+        f"cannot build a store from {type(target).__name__}: pass a URL, a SQLAlchemy "
+        "AsyncEngine or a redis-py asyncio client"
+    )
+
+
+def describe(target: Any) -> str:
+    """Return a printable name of a store target, without passwords."""
+    if isinstance(target, str):
+        return target
+    url = getattr(target, "url", None)
+    if url is not None and hasattr(url, "render_as_string"):
+        return url.render_as_string(hide_password=True)
+    return f"<{type(target).__module__}.{type(target).__name__}>"

@@ -1,11 +1,15 @@
 """agentqueue, measured by the peer harness (see bench/README.md and the harness's README.md).
 
-Store: AQB_BACKEND (default sqlite). This adapter supports only SQLite so far; any other value
-prints one JSON line with an "error" (the harness's report shows it as an ERROR row) and exits 2.
+Store: AQB_BACKEND = sqlite (default), postgres or redis; anything else prints one JSON line
+with an "error" (the harness's report shows it as an ERROR row) and exits 2.
 
-SQLite: a file `agentqueue.db` in common.SQLITE_DIR, opened with agentqueue's defaults (WAL,
-synchronous=FULL, BEGIN IMMEDIATE writes; the URL carries no options). reset() closes the
-queue, deletes the file and its -wal/-shm, and reopens (migrates) a fresh one.
+- SQLite: a file `agentqueue.db` in common.SQLITE_DIR, opened with agentqueue's defaults (WAL,
+  synchronous=FULL, BEGIN IMMEDIATE writes; the URL carries no options).
+- PostgreSQL: common.PG_DSN with `?schema=agentqueue_bench` (stock durability, as the peers).
+- Redis: common.REDIS_URL with `?prefix=agentqueue_bench`.
+
+reset() closes the queue, deletes the store's data (file, schema, keys) and reopens (migrates)
+a fresh one.
 
 Which code is measured: by default the working tree (the editable install). With
 AQB_AGENTQUEUE_SRC=DIR (bench/run_peers.sh sets it when AQB_AQ_REF=<commit> is given: a
@@ -43,7 +47,7 @@ from typing import Any
 import common
 
 BACKEND = os.environ.get("AQB_BACKEND", "sqlite")
-SUPPORTED = ("sqlite",)
+SUPPORTED = ("sqlite", "postgres", "redis")
 
 if BACKEND not in SUPPORTED:
     # Before importing agentqueue: nothing to connect to, just say why there is no row.
@@ -71,7 +75,17 @@ from agentqueue.states import TERMINAL  # noqa: E402
 logging.getLogger("agentqueue").setLevel(logging.WARNING)
 
 DB = os.path.join(common.SQLITE_DIR, "agentqueue.db")
-URL = "sqlite:///" + os.path.abspath(DB)  # sqlite:////abs/path.db; no options = the defaults
+SCHEMA = "agentqueue_bench"
+URL = {
+    "sqlite": "sqlite:///" + os.path.abspath(DB),  # sqlite:////abs/path.db: the defaults
+    "postgres": f"{common.PG_DSN}?schema={SCHEMA}",
+    "redis": f"{common.REDIS_URL}?prefix={SCHEMA}",
+}[BACKEND]
+DURABILITY = {
+    "sqlite": "SQLite WAL, synchronous=FULL (agentqueue default, durable per commit)",
+    "postgres": "PostgreSQL stock durability (fsync, synchronous_commit on)",
+    "redis": "Redis as the harness runs it (no persistence)",
+}[BACKEND]
 
 REC: common.Recorder | None = None
 
@@ -114,10 +128,30 @@ def make_queue() -> Queue:
     return queue
 
 
-def remove_db() -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(DB + suffix)
+async def remove_store() -> None:
+    """Delete every job of the bench store (file, schema or keys)."""
+    if BACKEND == "sqlite":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(DB + suffix)
+    elif BACKEND == "postgres":
+        import asyncpg
+
+        conn = await asyncpg.connect(common.PG_DSN)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        finally:
+            await conn.close()
+    else:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(common.REDIS_URL)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{{{SCHEMA}}}*", count=1000)]
+            for start in range(0, len(keys), 1000):
+                await client.unlink(*keys[start : start + 1000])
+        finally:
+            await client.aclose()
 
 
 class AgentQueueBench:
@@ -125,8 +159,8 @@ class AgentQueueBench:
     backend = BACKEND
     version = f"{md.version('agentqueue')} ({SOURCE_ID}; sqlite {sqlite3.sqlite_version})"
     notes = (
-        "SQLite WAL, synchronous=FULL (agentqueue default, durable per commit); public async API: "
-        "add_job per job, add_jobs per 1,000 (one txn); Worker(concurrency=10), async handler"
+        f"{DURABILITY}; public async API: add_job per job, add_jobs per 1,000 (one txn); "
+        "Worker(concurrency=10), async handler"
     )
 
     def __init__(self) -> None:
@@ -135,7 +169,7 @@ class AgentQueueBench:
     async def _open_fresh(self) -> None:
         if self.q is not None:
             await self.q.close()
-        remove_db()
+        await remove_store()
         self.q = make_queue()
         await self.q.open()  # creates + migrates the schema
 

@@ -40,7 +40,7 @@ from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import job_from_row
 from agentqueue.backends.sql.tables import event_commits, job_events
 from agentqueue.errors import BackendUnavailable, ConfigError, InvalidArgument, MissingExtra
-from agentqueue.models import Job
+from agentqueue.models import Job, JobEvent
 
 logger = logging.getLogger(__name__)
 
@@ -130,10 +130,34 @@ class PostgresDialect(SqlDialect):
         self._offset = server - (before + (after - before) / 2)
         self._measured = time.monotonic()
 
+    def number_commits(self, conn: sa.Connection) -> None:
+        """Number the committed event-writing transactions that have no number yet.
+
+        One numbering runs at a time (a transaction-level advisory lock), and its UPDATE takes
+        its snapshot after the lock: a commit it misses becomes visible to the next numbering,
+        which gives it a higher number. So numbers follow the order in which commits became
+        visible, and a reader that passed number N never finds a new event below N.
+        """
+        conn.execute(
+            sa.select(
+                sa.func.pg_advisory_xact_lock(
+                    sa.func.hashtext(sa.literal("agentqueue-number:") + sa.func.current_schema())
+                )
+            )
+        )
+        conn.execute(
+            sa.update(event_commits)
+            .where(event_commits.c.seq.is_(None))
+            .values(seq=sa.func.nextval("aq_event_seq"))
+        )
+
     def event_feed(self, after: str | None) -> sa.Select[Any]:
         """Events in commit order: (commit number, event id)."""
-        query = sa.select(job_events, event_commits.c.seq).join(
-            event_commits, event_commits.c.txid == job_events.c.txid
+        query = (
+            sa.select(job_events, event_commits.c.seq)
+            .join(event_commits, event_commits.c.txid == job_events.c.txid)
+            # A commit not numbered yet waits for the next numbering (see number_commits).
+            .where(event_commits.c.seq.is_not(None))
         )
         if after:
             seq, _, event_id = after.partition(".")
@@ -155,6 +179,7 @@ class PostgresDialect(SqlDialect):
         """The cursor of the last event of the last committed event-writing transaction."""
         last = conn.execute(
             sa.select(event_commits.c.seq, event_commits.c.txid)
+            .where(event_commits.c.seq.is_not(None))
             .order_by(event_commits.c.seq.desc())
             .limit(1)
         ).first()
@@ -392,6 +417,32 @@ class PostgresBackend(SqlBackend):
                 await self._listener
         if self._owns_engine:
             await self.engine.dispose()
+
+    # -- the event feed ----------------------------------------------------------------------
+    async def job_events(self, job_id: int) -> list[JobEvent]:
+        """See `Backend.job_events` (numbers committed events first)."""
+        await self._write(self.dialect.number_commits)
+        return await super().job_events(job_id)
+
+    async def read_events(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        job_id: int | None = None,
+        job_types: Sequence[str] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> list[JobEvent]:
+        """See `Backend.read_events` (numbers committed events first)."""
+        await self._write(self.dialect.number_commits)
+        return await super().read_events(
+            after=after, limit=limit, job_id=job_id, job_types=job_types, queues=queues
+        )
+
+    async def latest_event_cursor(self) -> str | None:
+        """See `Backend.latest_event_cursor` (numbers committed events first)."""
+        await self._write(self.dialect.number_commits)
+        return await super().latest_event_cursor()
 
     # -- wake-ups ----------------------------------------------------------------------------
     def change_token(self) -> int:

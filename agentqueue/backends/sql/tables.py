@@ -178,7 +178,13 @@ event_commits = sa.Table(
     "aq_event_commits",
     metadata,
     sa.Column("txid", sa.BigInteger(), primary_key=True, autoincrement=False),
-    sa.Column("seq", sa.BigInteger(), nullable=False, unique=True),
+    sa.Column("seq", sa.BigInteger(), nullable=True, unique=True),
+)
+sa.Index(
+    "aq_event_commits_unnumbered",
+    event_commits.c.txid,
+    sqlite_where=sa.text("seq IS NULL"),
+    postgresql_where=sa.text("seq IS NULL"),
 )
 
 job_types = sa.Table(

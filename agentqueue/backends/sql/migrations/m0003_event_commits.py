@@ -1,12 +1,14 @@
-"""Commit-ordered event feed: events record their transaction; commits get a sequence number.
+"""Commit-ordered event feed: events record their transaction; committed ones get a number.
 
 On PostgreSQL, event ids come from a sequence and are not in commit order (a transaction that
 took id 10 may commit after one that took id 11), so a reader following ids could skip an
-event for ever. Each transaction that writes events gets, at commit time, one row in
-`aq_event_commits` with a number taken under a per-schema advisory lock held until the commit
-ends; readers follow (commit number, event id), which is commit order and gap-free. The same
-deferred trigger sends the NOTIFY that wakes workers and feeds. SQLite has one writer, so its
-ids are already in commit order: the columns exist for one shared schema and stay 0.
+event for ever. Each transaction that writes events adds, at commit time, one row to
+`aq_event_commits` (its txid, no number yet); the same deferred trigger sends the NOTIFY that
+wakes workers and feeds. Readers first number the committed rows that have no number yet, one
+numbering at a time (an advisory lock), so numbers follow the order in which commits became
+visible; they then follow (number, event id), which is gap-free. Writers take no lock.
+SQLite has one writer, so its ids are already in commit order: the columns exist for one
+shared schema and stay unused.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ BEGIN
         RETURN NULL;
     END IF;
     PERFORM set_config(flag, 'y', true);
-    PERFORM pg_advisory_xact_lock(hashtext('agentqueue:' || TG_TABLE_SCHEMA));
     EXECUTE format(
-        'INSERT INTO %I.aq_event_commits (txid, seq) '
-        'VALUES (pg_current_xact_id()::text::bigint, nextval(%L))',
-        TG_TABLE_SCHEMA, quote_ident(TG_TABLE_SCHEMA) || '.aq_event_seq');
+        'INSERT INTO %I.aq_event_commits (txid) VALUES (pg_current_xact_id()::text::bigint)',
+        TG_TABLE_SCHEMA);
     PERFORM pg_notify('agentqueue', TG_TABLE_SCHEMA);
     RETURN NULL;
 END
@@ -50,7 +50,14 @@ def upgrade(op: Operations) -> None:
     op.create_table(
         "aq_event_commits",
         sa.Column("txid", sa.BigInteger(), primary_key=True, autoincrement=False),
-        sa.Column("seq", sa.BigInteger(), nullable=False, unique=True),
+        sa.Column("seq", sa.BigInteger(), nullable=True, unique=True),
+    )
+    op.create_index(
+        "aq_event_commits_unnumbered",
+        "aq_event_commits",
+        ["txid"],
+        sqlite_where=sa.text("seq IS NULL"),
+        postgresql_where=sa.text("seq IS NULL"),
     )
     if postgres:
         op.execute("CREATE SEQUENCE IF NOT EXISTS aq_event_seq")

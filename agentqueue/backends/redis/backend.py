@@ -1,0 +1,298 @@
+"""`RedisBackend`: the `Backend` protocol on Redis (`redis://host:6379/0?prefix=myapp`).
+
+Every write operation is one Lua script call (`scripts/*.lua`), so each is atomic and writes
+its job events in the same step; reads are plain commands. The data model is in `keys.py`,
+the encoding of values in `codec.py`; the operations are split like the SQL store's:
+`produce.py` (enqueue), `consume.py` (claim, heartbeat, outcomes, rescue), `operate.py`
+(operator reads and changes), `events.py` (the feed and the wake-ups), `registry.py`.
+
+Time is Redis' own clock (`TIME`, read inside the scripts) unless the caller passes `now`, so
+leases agree across machines. Needs Redis 7.0 or newer with `maxmemory-policy noeviction`
+(checked when the store opens; see `schema.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from agentqueue.backends.base import (
+    Capabilities,
+    HeartbeatResult,
+    InsertJob,
+    InsertResult,
+    Lease,
+    Outcome,
+)
+from agentqueue.backends.redis import consume, events, operate, produce, registry, schema
+from agentqueue.backends.redis.client import RedisClient, options_from_client
+from agentqueue.backends.redis.events import ChangeWatcher
+from agentqueue.backends.redis.keys import DEFAULT_PREFIX, RedisOptions, parse_url
+from agentqueue.errors import InvalidArgument
+from agentqueue.models import (
+    Job,
+    JobEdit,
+    JobEvent,
+    JobFilter,
+    JobTypeInfo,
+    ListOrder,
+    QueueStats,
+)
+
+
+class RedisBackend:
+    """The Redis store; see the module docstring."""
+
+    capabilities = Capabilities(
+        transactional_enqueue=False, cross_process_wakeup=True, durable=True
+    )
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self.eviction_policy: str | None = None
+        """The server's `maxmemory-policy` as read at open (None: unknown, CONFIG disabled).
+        Anything but `noeviction` can silently delete jobs; opening logs a warning."""
+        self._client: RedisClient | None = None
+        self._watcher: ChangeWatcher | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisBackend:
+        """Build the store from a URL (see `keys.parse_url`)."""
+        return cls(parse_url(url))
+
+    @classmethod
+    def from_client(cls, client: Any, *, prefix: str = DEFAULT_PREFIX) -> RedisBackend:
+        """Build the store on the server of a redis-py asyncio client the caller owns.
+
+        The store connects with the client's settings on connections of its own and never
+        closes the client (see `client.options_from_client`).
+
+        Raises:
+            ConfigError: not a redis-py asyncio client, or a bad prefix.
+        """
+        return cls(options_from_client(client, prefix))
+
+    @property
+    def _db(self) -> RedisClient:
+        # Connections are made on first use, so a closed store can be opened again.
+        if self._client is None:
+            self._client = RedisClient(self.options)
+        return self._client
+
+    @property
+    def _changes(self) -> ChangeWatcher:
+        if self._watcher is None:
+            self._watcher = ChangeWatcher(self._db, 0)
+        return self._watcher
+
+    def _seen(self, event_id: int) -> None:
+        """A write of this process committed events up to `event_id`: wake local waiters."""
+        if event_id:
+            self._changes.seen(event_id)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self, *, migrate: bool = False) -> None:
+        """See `Backend.open`."""
+        self.eviction_policy = await schema.check_server(self._db)
+        if migrate:
+            await schema.migrate(self._db)
+        else:
+            await schema.check(self._db)
+        self._seen(await events.last_event_id(self._db))
+
+    async def close(self) -> None:
+        """See `Backend.close`."""
+        watcher, self._watcher = self._watcher, None
+        client, self._client = self._client, None
+        if watcher is not None:
+            await watcher.stop()
+        if client is not None:
+            await client.close()
+
+    async def migrate(self) -> list[str]:
+        """See `Backend.migrate`."""
+        return await schema.migrate(self._db)
+
+    # -- produce -----------------------------------------------------------------------------
+    async def insert_jobs(
+        self,
+        new_jobs: Sequence[InsertJob],
+        *,
+        now: datetime | None = None,
+        connection: Any = None,
+    ) -> list[InsertResult]:
+        """See `Backend.insert_jobs` (no `connection`: Redis has no transaction to join)."""
+        if connection is not None:
+            raise InvalidArgument(
+                "transactional enqueue (connection=...) needs the PostgreSQL store; "
+                "Redis has no transaction to join"
+            )
+        if not new_jobs:
+            return []
+        results, event_id = await produce.insert(self._db, new_jobs, now)
+        self._seen(event_id)
+        return results
+
+    # -- consume -----------------------------------------------------------------------------
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        """See `Backend.claim`."""
+        if limit <= 0:
+            return []
+        jobs, event_id = await consume.claim(
+            self._db,
+            worker_id=worker_id,
+            queue=queue,
+            job_types=job_types,
+            limit=limit,
+            lease_seconds=lease_seconds,
+            now=now,
+        )
+        self._seen(event_id)
+        return jobs
+
+    async def heartbeat(
+        self,
+        *,
+        worker_id: str,
+        leases: Sequence[Lease],
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> HeartbeatResult:
+        """See `Backend.heartbeat`."""
+        if not leases:
+            return HeartbeatResult()
+        return await consume.heartbeat(
+            self._db, worker_id=worker_id, leases=leases, lease_seconds=lease_seconds, now=now
+        )
+
+    async def finish(
+        self, *, worker_id: str, outcomes: Sequence[Outcome], now: datetime | None = None
+    ) -> set[int]:
+        """See `Backend.finish`."""
+        if not outcomes:
+            return set()
+        lost, event_id = await consume.finish(
+            self._db, worker_id=worker_id, outcomes=outcomes, now=now
+        )
+        self._seen(event_id)
+        return lost
+
+    async def set_progress(
+        self,
+        *,
+        worker_id: str,
+        lease: Lease,
+        progress: int,
+        message: str | None,
+        now: datetime | None = None,
+    ) -> bool:
+        """See `Backend.set_progress`."""
+        held, event_id = await consume.set_progress(
+            self._db, worker_id=worker_id, lease=lease, progress=progress, message=message, now=now
+        )
+        self._seen(event_id)
+        return held
+
+    async def next_due(
+        self, *, queue: str | None, job_types: Sequence[str] | None
+    ) -> datetime | None:
+        """See `Backend.next_due` (for due jobs: the run_at of the next one in claim order)."""
+        return await consume.next_due(self._db, queue=queue, job_types=job_types)
+
+    def change_token(self) -> int:
+        """See `Backend.change_token`: the newest event id this process knows of."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._changes.latest
+        self._changes.start()
+        return self._changes.latest
+
+    async def wait_for_change(self, timeout: float, since: int | None = None) -> bool:
+        """See `Backend.wait_for_change`."""
+        if since is None:
+            since = self.change_token()
+        return await self._changes.wait(timeout, since)
+
+    # -- operate -----------------------------------------------------------------------------
+    async def get_job(self, job_id: int) -> Job | None:
+        """See `Backend.get_job`."""
+        return await operate.get_job(self._db, job_id)
+
+    async def list_jobs(
+        self, filter: JobFilter, *, limit: int, after_id: int | None, order: ListOrder
+    ) -> list[Job]:
+        """See `Backend.list_jobs`."""
+        return await operate.list_jobs(
+            self._db, filter, limit=limit, after_id=after_id, order=order
+        )
+
+    async def cancel_job(self, job_id: int, *, now: datetime | None = None) -> Job:
+        """See `Backend.cancel_job`."""
+        return await operate.cancel(self._db, job_id, now, self._seen)
+
+    async def retry_job(self, job_id: int, *, now: datetime | None = None) -> Job:
+        """See `Backend.retry_job`."""
+        return await operate.retry(self._db, job_id, now, self._seen)
+
+    async def edit_job(self, job_id: int, edit: JobEdit, *, now: datetime | None = None) -> Job:
+        """See `Backend.edit_job`."""
+        return await operate.edit(self._db, job_id, edit, now, self._seen)
+
+    async def stats(self) -> QueueStats:
+        """See `Backend.stats`."""
+        return await operate.stats(self._db)
+
+    # -- maintain ----------------------------------------------------------------------------
+    async def rescue_expired(self, *, now: datetime | None = None) -> list[int]:
+        """See `Backend.rescue_expired`."""
+        rescued, event_id = await consume.rescue(self._db, now)
+        self._seen(event_id)
+        return rescued
+
+    # -- events ------------------------------------------------------------------------------
+    async def job_events(self, job_id: int) -> list[JobEvent]:
+        """See `Backend.job_events`."""
+        return await events.job_events(self._db, job_id)
+
+    async def read_events(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        job_id: int | None = None,
+        job_types: Sequence[str] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> list[JobEvent]:
+        """See `Backend.read_events`."""
+        return await events.read_events(
+            self._db, after=after, limit=limit, job_id=job_id, job_types=job_types, queues=queues
+        )
+
+    async def latest_event_cursor(self) -> str | None:
+        """See `Backend.latest_event_cursor`."""
+        latest = await events.last_event_id(self._db)
+        return str(latest) if latest else None
+
+    # -- registry ----------------------------------------------------------------------------
+    async def publish_job_types(
+        self, types: Sequence[JobTypeInfo], *, now: datetime | None = None
+    ) -> None:
+        """See `Backend.publish_job_types`."""
+        if types:
+            await registry.publish(self._db, types, now)
+
+    async def list_job_types(self) -> list[JobTypeInfo]:
+        """See `Backend.list_job_types`."""
+        return await registry.list_types(self._db)

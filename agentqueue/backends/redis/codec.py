@@ -1,0 +1,134 @@
+"""How the Redis store writes values as strings and reads them back into the core's models.
+
+Times are integer epoch microseconds (exact and ordered, like the SQLite store); JSON values
+(payload, output, tags, error history, event data) are JSON text made by Python, so the Lua
+scripts never re-encode them (cjson cannot tell an empty list from an empty object). A field
+that is absent from a job's hash is null.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agentqueue.models import ErrorRecord, Job, JobEvent, JobTypeInfo
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_INTS = ("id", "priority", "attempts", "max_attempts", "progress")
+_TIMES = ("run_at", "created_at", "updated_at", "started_at", "completed_at", "lease_expires_at")
+_JSON = ("payload", "output", "error_history", "tags")
+_FLOATS = ("timeout", "retry_delay", "retry_delay_max")
+_BOOLS = ("retry_backoff", "cancel_requested")
+
+
+def micros(value: datetime) -> int:
+    """Return an aware datetime as integer microseconds since the epoch."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int | str) -> datetime:
+    """Return epoch microseconds (int or its text) as an aware UTC datetime."""
+    return EPOCH + timedelta(microseconds=int(value))
+
+
+def duration_us(seconds: float) -> int:
+    """Return a duration in whole microseconds, rounded as `timedelta` rounds it."""
+    return micros(EPOCH + timedelta(seconds=seconds))
+
+
+def now_arg(now: datetime | None) -> str:
+    """The `now` argument of every script: '' lets the script read Redis' clock."""
+    return "" if now is None else str(micros(now))
+
+
+def dumps(value: Any) -> str:
+    """Encode JSON compactly (the stored form of payloads, outputs and event data).
+
+    ASCII only: a lone surrogate in a string stays an escape instead of failing to encode.
+    """
+    return json.dumps(value, separators=(",", ":"))
+
+
+def number(value: float | None) -> str:
+    """Encode an optional float; '' is null."""
+    return "" if value is None else repr(float(value))
+
+
+def flag(value: bool) -> str:
+    """Encode a boolean as '1' or '0'."""
+    return "1" if value else "0"
+
+
+def error_json(error: ErrorRecord) -> str:
+    """Return an error record as stored in `error_history`."""
+    return dumps(error.model_dump(mode="json"))
+
+
+def job_from_flat(flat: list[str]) -> Job:
+    """Build a `Job` from its hash as a flat list (field, value, field, value …)."""
+    return job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def job_reply(text: str) -> Job:
+    """Build a `Job` from a script's reply: its hash as a JSON array (field, value, …)."""
+    return job_from_flat(json.loads(text))
+
+
+def job_from_hash(fields: dict[str, str]) -> Job:
+    """Build a `Job` from its hash."""
+    values: dict[str, Any] = {
+        name: value
+        for name, value in fields.items()
+        if name in ("queue", "job_type", "status", "locked_by", "last_error", "failure_reason")
+        or name in ("idempotency_key", "progress_message")
+    }
+    for name in _INTS:
+        if name in fields:
+            values[name] = int(fields[name])
+    for name in _TIMES:
+        if name in fields:
+            values[name] = from_micros(fields[name])
+    for name in _JSON:
+        if name in fields:
+            values[name] = json.loads(fields[name])
+    for name in _FLOATS:
+        if name in fields:
+            values[name] = float(fields[name])
+    for name in _BOOLS:
+        values[name] = fields.get(name) == "1"
+    return Job.model_validate(values)
+
+
+def event_from_entry(entry_id: str, fields: dict[str, str]) -> JobEvent:
+    """Build a `JobEvent` from an entry of the events stream; its cursor is its event id."""
+    event_id = entry_id.split("-", 1)[0]
+    return JobEvent.model_validate(
+        {
+            "id": int(event_id),
+            "job_id": int(fields["job_id"]),
+            "job_type": fields["job_type"],
+            "queue": fields["queue"],
+            "type": fields["type"],
+            "status": fields["status"],
+            "at": from_micros(fields["at"]),
+            "data": json.loads(fields["data"]),
+            "cursor": event_id,
+        }
+    )
+
+
+def job_type_json(info: JobTypeInfo) -> str:
+    """Encode a registry entry (without `updated_at`, which the script stamps)."""
+    data = info.model_dump(mode="json", exclude={"updated_at"})
+    data["defaults"] = info.defaults.model_dump(mode="json", exclude_none=True)
+    return dumps(data)
+
+
+def job_type_from_json(text: str, updated_at: str | None) -> JobTypeInfo:
+    """Decode a registry entry."""
+    data = json.loads(text)
+    data["updated_at"] = from_micros(updated_at) if updated_at is not None else None
+    return JobTypeInfo.model_validate(data)

@@ -1,0 +1,195 @@
+-- Helpers shared by every agentqueue script. The loader prepends this file to each script
+-- (Redis scripts cannot import), after a `#!lua` shebang: a script with a shebang is refused
+-- as a whole when Redis is out of memory, instead of failing half-way through its writes.
+--
+-- KEYS[1] is the hash tag `{prefix}`; every key is `{prefix}:...`, so all keys of a queue live
+-- in one cluster slot and Redis Cluster routes each call by KEYS[1]. Key names are built here;
+-- keys.py documents them and builds the same names for reads.
+local T = KEYS[1]
+
+local function key(...)
+  return T .. ':' .. table.concat({...}, ':')
+end
+
+-- Lua numbers are doubles and tostring() keeps only 14 digits: format every integer we write.
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- The caller's time (epoch microseconds) when it passes one (tests with a frozen clock), else
+-- the server's clock, so every client agrees on lease times.
+local function clock(arg)
+  if arg ~= '' then
+    return tonumber(arg)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Ready sets order jobs by score = -priority, then by this member, which sorts as text:
+-- zero-padded run_at then id. run_at is clamped to 1970..2255 for ordering only.
+local MAX_RANK = 9000000000000000
+local function rank(run_at, id)
+  local r = tonumber(run_at)
+  if r < 0 then r = 0 elseif r > MAX_RANK then r = MAX_RANK end
+  return string.format('%016d:%016d', r, tonumber(id))
+end
+
+-- One sorted set per claim filter: any queue, one queue, one job type, queue and job type.
+-- The queue is length-prefixed in the last one: queue and job-type names may contain ':'.
+-- Memoized: a batch names the same few (queue, job type) pairs over and over.
+local variant_keys = {}
+local function variants(kind, queue, job_type)
+  local id = kind .. '\0' .. queue .. '\0' .. job_type
+  local found = variant_keys[id]
+  if not found then
+    found = {
+      key(kind, 'all'),
+      key(kind, 'q', queue),
+      key(kind, 't', job_type),
+      key(kind, 'qt', #queue .. ':' .. queue, job_type),
+    }
+    variant_keys[id] = found
+  end
+  return found
+end
+
+-- Index a pending job: due ones in the ready sets (claim order), later ones in the scheduled
+-- sets (by run_at) until a claim promotes them.
+local function schedule(id, queue, job_type, priority, run_at, now)
+  if tonumber(run_at) <= now then
+    local member = rank(run_at, id)
+    local score = -tonumber(priority)
+    for _, k in ipairs(variants('ready', queue, job_type)) do
+      redis.call('ZADD', k, score, member)
+    end
+  else
+    for _, k in ipairs(variants('sched', queue, job_type)) do
+      redis.call('ZADD', k, run_at, id)
+    end
+  end
+end
+
+local function unschedule(id, queue, job_type, run_at)
+  local member = rank(run_at, id)
+  for _, k in ipairs(variants('ready', queue, job_type)) do
+    redis.call('ZREM', k, member)
+  end
+  for _, k in ipairs(variants('sched', queue, job_type)) do
+    redis.call('ZREM', k, id)
+  end
+end
+
+-- Keep the per-status index and the (status, job type) counts of stats() in step.
+local function move_status(id, job_type, from, to)
+  if from == to then
+    return
+  end
+  if from then
+    redis.call('ZREM', key('status', from), id)
+    redis.call('HINCRBY', key('counts'), from .. ':' .. job_type, -1)
+  end
+  redis.call('ZADD', key('status', to), id, id)
+  redis.call('HINCRBY', key('counts'), to .. ':' .. job_type, 1)
+end
+
+-- Write one job event: the next event id, an entry `<id>-0` of the events stream (so the
+-- stream id is the feed cursor) and the id in the job's own history list.
+local function emit(id, job_type, queue, type, status, at, data)
+  local eid = int(redis.call('INCR', key('next_event_id')))
+  redis.call('XADD', key('events'), eid .. '-0', 'job_id', id, 'job_type', job_type,
+    'queue', queue, 'type', type, 'status', status, 'at', int(at), 'data', data)
+  redis.call('RPUSH', key('job', id, 'events'), eid)
+  return eid
+end
+
+-- A worker write applies only while the job is processing under that worker and attempt.
+local function held(id, worker, attempt)
+  local f = redis.call('HMGET', key('job', id), 'status', 'locked_by', 'attempts')
+  return f[1] == 'processing' and f[2] == worker and f[3] == attempt
+end
+
+-- Append one JSON error record (text from the client) to a JSON array (text).
+local function append_json(array, item)
+  if array == nil or array == '[]' then
+    return '[' .. item .. ']'
+  end
+  return string.sub(array, 1, -2) .. ',' .. item .. ']'
+end
+
+local AFTER = {complete = 'completed', retry = 'pending', fail = 'failed',
+  release = 'pending', cancel = 'cancelled'}
+local EVENT = {complete = 'complete', retry = 'retry_later', fail = 'fail',
+  release = 'release', cancel = 'cancel'}
+
+-- Apply one attempt outcome to a job whose lease the caller has checked. `o` holds the
+-- client's encoded values: output, error (JSON record or ''), message, reason, retry_in (us),
+-- data (the event's JSON). Returns the event id.
+local function apply_outcome(id, kind, o, now, event_type)
+  local jk = key('job', id)
+  if (kind == 'retry' or kind == 'release')
+      and redis.call('HGET', jk, 'cancel_requested') == '1' then
+    -- The attempt ended (failed, released, or its worker died) before the handler acted on
+    -- the cancel request: back to pending, the next claim would clear it and run the job again.
+    kind = 'cancel'
+    event_type = 'cancel'
+  end
+  local f = redis.call('HMGET', jk, 'job_type', 'queue', 'priority', 'status',
+    'error_history', 'attempts')
+  local job_type, queue, status = f[1], f[2], f[4]
+  local to = AFTER[kind]
+  local set = {'status', to, 'updated_at', int(now)}
+  local drop = {'lease_expires_at'}
+  local run_at = nil
+  if kind == 'complete' then
+    table.insert(set, 'output'); table.insert(set, o.output)
+    table.insert(set, 'progress'); table.insert(set, '100')
+  end
+  if kind == 'complete' or kind == 'fail' or kind == 'cancel' then
+    table.insert(set, 'completed_at'); table.insert(set, int(now))
+  end
+  if o.error ~= '' then
+    table.insert(set, 'error_history'); table.insert(set, append_json(f[5], o.error))
+    table.insert(set, 'last_error'); table.insert(set, o.message)
+    table.insert(set, 'failure_reason'); table.insert(set, o.reason)
+  end
+  if kind == 'release' then
+    -- Shutdown: the attempt did not really happen, so it is given back.
+    table.insert(set, 'attempts'); table.insert(set, int(tonumber(f[6]) - 1))
+    run_at = now
+  elseif kind == 'retry' then
+    run_at = now + tonumber(o.retry_in)
+  end
+  if run_at then
+    table.insert(set, 'run_at'); table.insert(set, int(run_at))
+    table.insert(drop, 'locked_by')
+  end
+  redis.call('HSET', jk, unpack(set))
+  redis.call('HDEL', jk, unpack(drop))
+  redis.call('ZREM', key('leases'), id)
+  move_status(id, job_type, status, to)
+  if run_at then
+    schedule(id, queue, job_type, f[3], int(run_at), now)
+  end
+  return emit(id, job_type, queue, event_type or EVENT[kind], to, now, o.data)
+end
+
+-- Operator changes check the transition table's allowed sources, passed in by the client as
+-- ',pending,waiting,' (the table lives in states.py, not here). Errors are raised before any
+-- write: a script is not rolled back.
+local function check_source(id, allowed)
+  local status = redis.call('HGET', key('job', id), 'status')
+  if not status then
+    return nil, redis.error_reply('AQ_NOT_FOUND')
+  end
+  if not string.find(allowed, ',' .. status .. ',', 1, true) then
+    return nil, redis.error_reply('AQ_INVALID ' .. status)
+  end
+  return status, nil
+end
+
+-- A job's hash as one JSON array of field, value, ...: one string to parse instead of dozens
+-- of RESP items (a pure-Python RESP parser spends most of a claim's time on those).
+local function job_reply(id)
+  return cjson.encode(redis.call('HGETALL', key('job', id)))
+end
