@@ -28,7 +28,7 @@ from agentqueue.queue import Queue
 try:  # typer >= 0.26 carries its own copy of click; its exceptions are not click's
     from typer import _click as click
 except ImportError:  # pragma: no cover - older typer runs on click itself
-    import click
+    import click  # pyright: ignore[reportMissingImports]  # typer < 0.26 depends on click
 
 T = TypeVar("T")
 
