@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from aq_cli_helpers import Invoke, ok, user_error
 
+from tests.conftest import POSTGRES_URL, postgres_reachable, require_server
+
 
 def add(aq: Invoke, *args: str) -> int:
     """Add a job with the CLI and return its id."""
@@ -212,3 +214,32 @@ def test_bad_worker_settings(aq: Invoke, demo_app: str, args: list[str], expecte
 
 def test_worker_needs_app(aq: Invoke) -> None:
     assert "Missing option '--app'" in user_error(aq("worker", "--once"))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://postgres@127.0.0.1:1/test",
+            "error: PostgreSQL unreachable: [Errno 111] Connect call failed ('127.0.0.1', 1)",
+        ),
+        ("redis://127.0.0.1:1/0", "error: cannot reach Redis at 127.0.0.1:1/0"),
+        ("mysql://x@y/z", "error: unsupported store URL 'mysql://x@y/z'"),
+        (
+            "postgresql://postgres@127.0.0.1/test?schema=Bad",
+            "error: schema must be a lowercase SQL identifier",
+        ),
+    ],
+)
+def test_a_store_that_cannot_be_reached_or_named_is_one_line(
+    aq: Invoke, url: str, expected: str
+) -> None:
+    assert user_error(aq("migrate", url=url)).startswith(expected)
+
+
+def test_a_postgres_login_that_is_refused_is_one_line(aq: Invoke) -> None:
+    require_server("PostgreSQL", postgres_reachable(), POSTGRES_URL)
+    refused = POSTGRES_URL.replace("postgres@", "no_such_role_aq@", 1)
+    assert user_error(aq("stats", url=refused)) == (
+        'error: PostgreSQL error: role "no_such_role_aq" does not exist'
+    )
