@@ -48,6 +48,34 @@ class SchemaMismatch(AgentQueueError):
 
     code = "schema_mismatch"
 
+    @classmethod
+    def behind(cls, current: int, latest: int) -> SchemaMismatch:
+        """The store needs migrating to `latest`."""
+        return cls(
+            f"the store's schema is at version {current}, this code needs {latest}: "
+            "run `agentqueue migrate` (or open the queue with migrate=True)",
+            current=current,
+            latest=latest,
+        )
+
+    @classmethod
+    def ahead(cls, current: int, latest: int) -> SchemaMismatch:
+        """The store was migrated by a newer agentqueue."""
+        return cls(
+            f"the store's schema is at version {current}, newer than this code ({latest}): "
+            "upgrade agentqueue",
+            current=current,
+            latest=latest,
+        )
+
+    @classmethod
+    def check(cls, current: int, latest: int) -> None:
+        """Raise unless `current` is exactly `latest`."""
+        if current < latest:
+            raise cls.behind(current, latest)
+        if current > latest:
+            raise cls.ahead(current, latest)
+
 
 class JobNotFound(AgentQueueError):
     """No job has the given id."""

@@ -34,34 +34,16 @@ async def current_version(client: RedisClient) -> int:
     return int(found or 0)
 
 
-def _refuse_newer(version: int) -> SchemaMismatch:
-    return SchemaMismatch(
-        f"the store's schema is at version {version}, newer than this code ({LATEST}): "
-        "upgrade agentqueue",
-        current=version,
-        latest=LATEST,
-    )
-
-
 async def check(client: RedisClient) -> None:
     """Raise `SchemaMismatch` unless the prefix is exactly at the latest version."""
-    version = await current_version(client)
-    if version < LATEST:
-        raise SchemaMismatch(
-            f"the store's schema is at version {version}, this code needs {LATEST}: "
-            "run `agentqueue migrate` (or open the queue with migrate=True)",
-            current=version,
-            latest=LATEST,
-        )
-    if version > LATEST:
-        raise _refuse_newer(version)
+    SchemaMismatch.check(await current_version(client), LATEST)
 
 
 async def migrate(client: RedisClient) -> list[str]:
     """Apply pending steps in order and return their names."""
     version = await current_version(client)
     if version > LATEST:
-        raise _refuse_newer(version)
+        raise SchemaMismatch.ahead(version, LATEST)
     applied: list[str] = []
     for step, name in MIGRATIONS:
         if version >= step:

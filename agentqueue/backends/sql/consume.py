@@ -58,6 +58,19 @@ def claim_statement(
     return query.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(limit)
 
 
+def claim_values(worker_id: str, lease_seconds: float, at: datetime) -> dict[str, Any]:
+    """The new column values of a claimed job (attempts counted at claim)."""
+    return {
+        "status": JobStatus.PROCESSING.value,
+        "attempts": jobs.c.attempts + 1,
+        "locked_by": worker_id,
+        "lease_expires_at": at + timedelta(seconds=lease_seconds),
+        "started_at": at,
+        "updated_at": at,
+        "cancel_requested": False,
+    }
+
+
 def _values(outcome: Outcome, row: Any, at: datetime) -> dict[str, Any]:
     """Return the new column values (as bind names b_<column>) for one outcome."""
     values: dict[str, Any] = {
@@ -147,15 +160,7 @@ def claim(
     claimed = conn.execute(
         sa.update(jobs)
         .where(jobs.c.id.in_(due.scalar_subquery()))
-        .values(
-            status=JobStatus.PROCESSING.value,
-            attempts=jobs.c.attempts + 1,
-            locked_by=worker_id,
-            lease_expires_at=at + timedelta(seconds=lease_seconds),
-            started_at=at,
-            updated_at=at,
-            cancel_requested=False,
-        )
+        .values(claim_values(worker_id, lease_seconds, at))
         .returning(*JOB_COLUMNS)
     )
     rows = claimed.all()

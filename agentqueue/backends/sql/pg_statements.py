@@ -11,13 +11,14 @@ tests run over both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from agentqueue.backends.sql.consume import claim_statement
+from agentqueue.backends.base import Outcome
+from agentqueue.backends.sql.consume import claim_statement, claim_values
 from agentqueue.backends.sql.tables import UTCDateTime, job_events, job_tags, jobs
 from agentqueue.models import EventType
 from agentqueue.states import JobStatus
@@ -117,15 +118,7 @@ def claim_cte_statement(
     claimed = (
         sa.update(jobs)
         .where(jobs.c.id.in_(sa.select(picked.c.id)))
-        .values(
-            status=JobStatus.PROCESSING.value,
-            attempts=jobs.c.attempts + 1,
-            locked_by=worker_id,
-            lease_expires_at=at + timedelta(seconds=lease_seconds),
-            started_at=at,
-            updated_at=at,
-            cancel_requested=False,
-        )
+        .values(claim_values(worker_id, lease_seconds, at))
         .returning(*jobs.c)
         .cte("claimed")
     )
@@ -144,3 +137,74 @@ def claim_cte_statement(
         ),
     )
     return sa.select(claimed).add_cte(events.cte("claim_events"))
+
+
+def _build_complete() -> sa.Select[Any]:
+    done_rows = (
+        sa.func.jsonb_to_recordset(sa.bindparam("rows", type_=postgresql.JSONB))
+        .table_valued(
+            sa.column("id", sa.BigInteger()),
+            sa.column("attempt", sa.Integer()),
+            sa.column("output", postgresql.JSONB()),
+        )
+        .render_derived(name="d", with_types=True)
+    )
+    at = sa.bindparam("at", type_=UTCDateTime())
+    # Lock the rows in id order first, as the portable fence does, so a concurrent heartbeat
+    # of the same worker can never deadlock with this statement.
+    locked = (
+        sa.select(jobs.c.id)
+        .where(jobs.c.id.in_(sa.select(done_rows.c.id)))
+        .order_by(jobs.c.id)
+        .with_for_update()
+        .cte("locked")
+    )
+    completed = (
+        sa.update(jobs)
+        .where(
+            jobs.c.id == done_rows.c.id,
+            jobs.c.id.in_(sa.select(locked.c.id)),
+            jobs.c.attempts == done_rows.c.attempt,
+            jobs.c.status == JobStatus.PROCESSING.value,
+            jobs.c.locked_by == sa.bindparam("worker"),
+        )
+        .values(
+            status=JobStatus.COMPLETED.value,
+            output=done_rows.c.output,
+            progress=100,
+            completed_at=at,
+            updated_at=at,
+            lease_expires_at=None,
+        )
+        .returning(jobs.c.id, jobs.c.job_type, jobs.c.queue, jobs.c.attempts)
+        .cte("completed")
+    )
+    events = sa.insert(job_events).from_select(
+        _EVENT_COLUMNS,
+        sa.select(
+            completed.c.id,
+            completed.c.job_type,
+            completed.c.queue,
+            sa.literal(EventType.COMPLETE.value),
+            sa.literal(JobStatus.COMPLETED.value),
+            at,
+            sa.func.jsonb_build_object("attempt", completed.c.attempts),
+        ),
+    )
+    return sa.select(completed.c.id).add_cte(events.cte("complete_events"))
+
+
+COMPLETE = _build_complete()
+"""Complete a batch of attempts still held by one worker (the fence: status, worker, attempt),
+with their `complete` events; select the ids it completed (the others lost their lease)."""
+
+
+def complete_params(worker_id: str, outcomes: Sequence[Outcome], at: datetime) -> dict[str, Any]:
+    """Return the parameters of `COMPLETE` for COMPLETE outcomes."""
+    return {
+        "worker": worker_id,
+        "at": at,
+        "rows": [
+            {"id": o.lease.job_id, "attempt": o.lease.attempt, "output": o.output} for o in outcomes
+        ],
+    }

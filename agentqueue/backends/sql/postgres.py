@@ -32,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from agentqueue.backends.base import Capabilities, InsertJob, InsertResult
+from agentqueue.backends.base import Capabilities, InsertJob, InsertResult, Outcome, OutcomeKind
 from agentqueue.backends.signal import ChangeSignal
 from agentqueue.backends.sql import migrations, pg_statements, produce
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
@@ -45,7 +45,8 @@ from agentqueue.models import Job, JobEvent
 logger = logging.getLogger(__name__)
 
 CHANNEL = "agentqueue"
-_RETRYABLE = {"40001", "40P01", "23505"}  # serialization failure, deadlock, unique violation
+_ROLLED_BACK = {"40001", "40P01"}  # serialization failure, deadlock: the statement undone
+_RETRYABLE = _ROLLED_BACK | {"23505"}  # and a unique violation (another writer's key)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CLOCK_REFRESH = 300.0  # seconds between measurements of the server clock's offset
 
@@ -255,10 +256,12 @@ class PostgresBackend(SqlBackend):
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _read(self, work: Work[T]) -> T:
+        # Autocommit: a read needs no BEGIN / ROLLBACK round trips around its statement.
         for attempt in (1, 2):
             try:
                 async with self.engine.connect() as conn:
-                    return await conn.run_sync(work)
+                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return await auto.run_sync(work)
             except sa_exc.DBAPIError as error:
                 if attempt == 1 and error.connection_invalidated:
                     continue  # a pooled connection the server dropped (restart): take another
@@ -270,18 +273,24 @@ class PostgresBackend(SqlBackend):
     async def _autocommit(self, work: Work[T]) -> T:
         """Run one statement's `work` in autocommit: the statement is its own transaction.
 
-        Never rerun: a failure may come after the commit.
+        Rerun only when the server says the statement was rolled back (deadlock, serialization
+        failure); any other failure may have come after the commit.
         """
-        try:
-            async with self.engine.connect() as conn:
-                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                result = await auto.run_sync(work)
-        except sa_exc.DBAPIError as error:
-            raise self._translate(error) from error
-        except OSError as error:
-            raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
-        self._signal.notify()
-        return result
+        for attempt in range(1, 6):
+            try:
+                async with self.engine.connect() as conn:
+                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    result = await auto.run_sync(work)
+            except sa_exc.DBAPIError as error:
+                if attempt < 5 and _sqlstate(error) in _ROLLED_BACK:
+                    await asyncio.sleep(0.005 * attempt)
+                    continue
+                raise self._translate(error) from error
+            except OSError as error:
+                raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
+            self._signal.notify()
+            return result
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     # -- the hot paths in one round trip -----------------------------------------------------
     async def insert_jobs(
@@ -332,6 +341,20 @@ class PostgresBackend(SqlBackend):
             found = [job_from_row(row) for row in conn.execute(statement)]
             found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
             return found
+
+        return await self._autocommit(work)
+
+    async def finish(
+        self, *, worker_id: str, outcomes: Sequence[Outcome], now: datetime | None = None
+    ) -> set[int]:
+        """See `Backend.finish`: a batch of completions is one statement."""
+        if not outcomes or any(o.kind is not OutcomeKind.COMPLETE for o in outcomes):
+            return await super().finish(worker_id=worker_id, outcomes=outcomes, now=now)
+
+        def work(conn: sa.Connection) -> set[int]:
+            params = pg_statements.complete_params(worker_id, outcomes, self.dialect.now(conn, now))
+            done = set(conn.execute(pg_statements.COMPLETE, params).scalars())
+            return {o.lease.job_id for o in outcomes if o.lease.job_id not in done}
 
         return await self._autocommit(work)
 

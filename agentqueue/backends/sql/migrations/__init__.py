@@ -48,28 +48,14 @@ def current_version(conn: sa.Connection) -> int:
 
 def check(conn: sa.Connection) -> None:
     """Raise `SchemaMismatch` unless the database is exactly at the latest version."""
-    version = current_version(conn)
-    if version < LATEST:
-        raise SchemaMismatch(
-            f"the store's schema is at version {version}, this code needs {LATEST}: "
-            "run `agentqueue migrate` (or open the queue with migrate=True)",
-            current=version,
-            latest=LATEST,
-        )
-    if version > LATEST:
-        raise SchemaMismatch(
-            f"the store's schema is at version {version}, newer than this code ({LATEST}): "
-            "upgrade agentqueue",
-            current=version,
-            latest=LATEST,
-        )
+    SchemaMismatch.check(current_version(conn), LATEST)
 
 
 def apply(conn: sa.Connection, now: datetime) -> list[str]:
     """Apply every pending migration on `conn` (inside the caller's transaction)."""
     version = current_version(conn)
     if version > LATEST:
-        check(conn)
+        raise SchemaMismatch.ahead(version, LATEST)
     if version == 0:
         tables.schema_migrations.create(conn, checkfirst=True)
     op = Operations(MigrationContext.configure(conn))
