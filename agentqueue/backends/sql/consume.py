@@ -58,13 +58,13 @@ def claim_statement(
     return query.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(limit)
 
 
-def claim_values(worker_id: str, lease_seconds: float, at: datetime) -> dict[str, Any]:
-    """The new column values of a claimed job (attempts counted at claim)."""
+def claim_values(worker_id: Any, lease_until: Any, at: Any) -> dict[str, Any]:
+    """The new column values of a claimed job (attempts counted at claim); values or binds."""
     return {
         "status": JobStatus.PROCESSING.value,
         "attempts": jobs.c.attempts + 1,
         "locked_by": worker_id,
-        "lease_expires_at": at + timedelta(seconds=lease_seconds),
+        "lease_expires_at": lease_until,
         "started_at": at,
         "updated_at": at,
         "cancel_requested": False,
@@ -160,7 +160,7 @@ def claim(
     claimed = conn.execute(
         sa.update(jobs)
         .where(jobs.c.id.in_(due.scalar_subquery()))
-        .values(claim_values(worker_id, lease_seconds, at))
+        .values(claim_values(worker_id, at + timedelta(seconds=lease_seconds), at))
         .returning(*JOB_COLUMNS)
     )
     rows = claimed.all()

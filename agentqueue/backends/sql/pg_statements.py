@@ -10,16 +10,17 @@ tests run over both.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from agentqueue.backends.base import Outcome
-from agentqueue.backends.sql.consume import claim_statement, claim_values
-from agentqueue.backends.sql.tables import UTCDateTime, job_events, job_tags, jobs
+from agentqueue.backends.sql.consume import claim_values
+from agentqueue.backends.sql.tables import IS_PENDING, UTCDateTime, job_events, job_tags, jobs
 from agentqueue.models import EventType
 from agentqueue.states import JobStatus
 
@@ -102,23 +103,27 @@ def insert_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def claim_cte_statement(
-    *,
-    worker_id: str,
-    queue: str | None,
-    job_types: Sequence[str] | None,
-    limit: int,
-    lease_seconds: float,
-    at: datetime,
-) -> sa.Select[Any]:
-    """Claim due jobs (SKIP LOCKED) and write their `claim` events; select the claimed rows."""
+@functools.cache
+def _claim_shape(by_queue: bool, by_types: bool) -> sa.Select[Any]:
+    """The claim statement for one filter shape, built once (building it costs more than
+    running it); every value is a bind parameter."""
+    at = sa.bindparam("at", type_=UTCDateTime())
+    due = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= at)
+    if by_queue:
+        due = due.where(jobs.c.queue == sa.bindparam("queue"))
+    if by_types:
+        due = due.where(jobs.c.job_type.in_(sa.bindparam("job_types", expanding=True)))
     picked = (
-        claim_statement(queue, job_types, limit, at).with_for_update(skip_locked=True).cte("picked")
+        due.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
     )
+    worker = sa.bindparam("worker", type_=sa.String())
     claimed = (
         sa.update(jobs)
         .where(jobs.c.id.in_(sa.select(picked.c.id)))
-        .values(claim_values(worker_id, lease_seconds, at))
+        .values(claim_values(worker, sa.bindparam("lease_until", type_=UTCDateTime()), at))
         .returning(*jobs.c)
         .cte("claimed")
     )
@@ -130,13 +135,35 @@ def claim_cte_statement(
             claimed.c.queue,
             sa.literal(EventType.CLAIM.value),
             sa.literal(JobStatus.PROCESSING.value),
-            sa.literal(at, UTCDateTime()),
-            sa.func.jsonb_build_object(
-                "attempt", claimed.c.attempts, "worker", sa.literal(worker_id)
-            ),
+            at,
+            sa.func.jsonb_build_object("attempt", claimed.c.attempts, "worker", worker),
         ),
     )
     return sa.select(claimed).add_cte(events.cte("claim_events"))
+
+
+def claim(
+    *,
+    worker_id: str,
+    queue: str | None,
+    job_types: Sequence[str] | None,
+    limit: int,
+    lease_seconds: float,
+    at: datetime,
+) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """Claim due jobs (SKIP LOCKED) and write their `claim` events: the statement and its
+    parameters; it selects the claimed rows."""
+    params: dict[str, Any] = {
+        "at": at,
+        "lease_until": at + timedelta(seconds=lease_seconds),
+        "worker": worker_id,
+        "limit": limit,
+    }
+    if queue is not None:
+        params["queue"] = queue
+    if job_types:
+        params["job_types"] = list(job_types)
+    return _claim_shape(queue is not None, bool(job_types)), params
 
 
 def _build_complete() -> sa.Select[Any]:

@@ -330,7 +330,7 @@ class PostgresBackend(SqlBackend):
             return []
 
         def work(conn: sa.Connection) -> list[Job]:
-            statement = pg_statements.claim_cte_statement(
+            statement, params = pg_statements.claim(
                 worker_id=worker_id,
                 queue=queue,
                 job_types=job_types,
@@ -338,7 +338,7 @@ class PostgresBackend(SqlBackend):
                 lease_seconds=lease_seconds,
                 at=self.dialect.now(conn, now),
             )
-            found = [job_from_row(row) for row in conn.execute(statement)]
+            found = [job_from_row(row) for row in conn.execute(statement, params)]
             found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
             return found
 
