@@ -159,11 +159,13 @@ def claim(
         "worker": worker_id,
         "limit": limit,
     }
-    if queue is not None:
-        params["queue"] = queue
-    if job_types:
-        params["job_types"] = list(job_types)
-    return _claim_shape(queue is not None, bool(job_types)), params
+    if queue is None and not job_types:
+        return _claim_shape(False, False), params
+    # Filtered claims are built per call: SQLAlchemy 2.1 loses a bind value when a cached
+    # statement like this one also filters by a bound queue name.
+    return _claim_shape.__wrapped__(queue is not None, bool(job_types)).params(
+        queue=queue, job_types=list(job_types or [])
+    ), params
 
 
 def _build_complete() -> sa.Select[Any]:
