@@ -205,6 +205,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         removers: list[Any] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
+            # Loops without signal support (Windows' Proactor) raise; Ctrl+C still works there.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 removers.append(lambda s=sig: loop.remove_signal_handler(s))

@@ -406,8 +406,6 @@ async def test_paused_worker_whose_job_was_taken_over_cannot_complete_it(
 
 
 async def test_real_cli_worker_runs_the_app_and_drains_on_sigterm(env: Env, queue: Queue) -> None:
-    if not (REPO_ROOT / "agentqueue" / "__main__.py").exists():
-        pytest.skip("the agentqueue CLI (python -m agentqueue) is not there yet")
     ids = await queue.add_jobs(
         [{"job_type": "work", "payload": {"sleep_ms": 10}} for _ in range(20)]
     )
