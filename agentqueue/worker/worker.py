@@ -143,6 +143,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._wake = asyncio.Event()
+        self._loops_done = asyncio.Event()
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._progress: dict[int, tuple[int, str | None]] = {}
         self._threads: HandlerThreads | None = None
@@ -191,9 +192,15 @@ class Worker:
                 await self._loop()
         finally:
             await self._drain()
-            for task in (heartbeat, rescue):
+            # The loops end on a flag, not by cancellation alone: a store call that swallows a
+            # cancellation (redis-py under Python 3.11's wait_for) must not hang the exit.
+            self._loops_done.set()
+            loops = [heartbeat, rescue]
+            _, stuck = await asyncio.wait(loops, timeout=2.0)
+            for task in stuck:
                 task.cancel()
-            await asyncio.gather(heartbeat, rescue, return_exceptions=True)
+            if stuck:
+                await asyncio.wait(stuck, timeout=2.0)
             for remove in removers:
                 remove()
             logger.info("worker %s stopped: %s", self.worker_id, dict(self.counts))
@@ -401,9 +408,15 @@ class Worker:
             self._progress.pop(job_id, None)
 
     # -- leases ------------------------------------------------------------------------------
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep `seconds`; return False at once when the worker's loops must end."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._loops_done.wait()
+        return not self._loops_done.is_set()
+
     async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
+        while await self._pause(self.heartbeat_interval):
             if self._running:
                 try:
                     await self._heartbeat()
@@ -437,8 +450,7 @@ class Worker:
                     item.stop(StopReason.CANCEL_REQUESTED)
 
     async def _rescue_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.rescue_interval)
+        while await self._pause(self.rescue_interval):
             try:
                 await self.queue.backend.rescue_expired(now=self.queue.now())
             except AgentQueueError as error:
