@@ -133,12 +133,6 @@ class ChangeWatcher:
             self.latest = event_id
             self._wake()
 
-    def _seen_in(self, reply: Any) -> None:
-        """Record the entry ids of an XREAD reply ([[stream, [(id, fields), …]], …])."""
-        for _stream, entries in reply or []:
-            for entry_id, _fields in entries:
-                self.seen(int(str(entry_id).split("-", 1)[0]))
-
     def _wake(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -190,12 +184,9 @@ class ChangeWatcher:
                     self.seen(newest)
                     # Bounded, so a connection that died silently is replaced.
                     async with asyncio.timeout(BLOCK_MS / 1000 + 5):
-                        found = await redis.xread(
+                        await redis.xread(
                             {keys.events: f"{self.latest}-0"}, count=1, block=BLOCK_MS
                         )
-                    # Wake waiters now, from the entry's id; the counter read at the top of the
-                    # loop then catches up with the rest of a burst.
-                    self._seen_in(found)
                     pause = 0.05
                 except (RedisError, TimeoutError) as error:
                     if not lost:  # once per outage, not once per retry
