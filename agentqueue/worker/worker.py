@@ -347,12 +347,12 @@ class Worker:
             return
         assert self._acks is not None
         applied = self._acks.submit(outcome)
-        self._spawn(self._after_ack(running, outcome, applied))
+        # A callback, not a task per job: most outcomes need only counting.
+        applied.add_done_callback(lambda done: self._acked(running, outcome, done))
 
-    async def _after_ack(
-        self, running: Running, outcome: Outcome, applied: asyncio.Future[bool]
-    ) -> None:
-        if not await applied:
+    def _acked(self, running: Running, outcome: Outcome, done: asyncio.Future[bool]) -> None:
+        """Count an outcome once it is stored, log failures, and start the job type's hook."""
+        if done.cancelled() or not done.result():
             logger.warning(
                 "job %s: outcome %s not applied (lease lost)", running.job.id, outcome.kind
             )
@@ -372,9 +372,11 @@ class Worker:
         if spec is None:
             return
         if outcome.kind is OutcomeKind.COMPLETE and spec.on_success is not None:
-            await _call_hook(spec.on_success, job, outcome.output)
+            self._spawn(_call_hook(spec.on_success, job, outcome.output))
         elif outcome.error is not None and spec.on_failure is not None:
-            await _call_hook(spec.on_failure, job, outcome.error, outcome.kind is OutcomeKind.RETRY)
+            self._spawn(
+                _call_hook(spec.on_failure, job, outcome.error, outcome.kind is OutcomeKind.RETRY)
+            )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
