@@ -10,7 +10,6 @@ tests run over both.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,10 +102,8 @@ def insert_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _claim_shape(by_queue: bool, by_types: bool) -> sa.Select[Any]:
-    """The claim statement for one filter shape, built once (building it costs more than
-    running it); every value is a bind parameter."""
+def _build_claim(by_queue: bool, by_types: bool) -> sa.Select[Any]:
+    """The claim statement for one filter shape; every value is a bind parameter."""
     at = sa.bindparam("at", type_=UTCDateTime())
     due = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= at)
     if by_queue:
@@ -142,6 +139,10 @@ def _claim_shape(by_queue: bool, by_types: bool) -> sa.Select[Any]:
     return sa.select(claimed).add_cte(events.cte("claim_events"))
 
 
+_CLAIM_ANY = _build_claim(False, False)
+"""The unfiltered claim, built once: building it costs more than running it."""
+
+
 def claim(
     *,
     worker_id: str,
@@ -160,12 +161,11 @@ def claim(
         "limit": limit,
     }
     if queue is None and not job_types:
-        return _claim_shape(False, False), params
-    # Filtered claims are built per call: SQLAlchemy 2.1 loses a bind value when a cached
+        return _CLAIM_ANY, params
+    # Filtered claims are built per call: SQLAlchemy 2.1 loses a bind value when a reused
     # statement like this one also filters by a bound queue name.
-    return _claim_shape.__wrapped__(queue is not None, bool(job_types)).params(
-        queue=queue, job_types=list(job_types or [])
-    ), params
+    statement = _build_claim(queue is not None, bool(job_types))
+    return statement.params(queue=queue, job_types=list(job_types or [])), params
 
 
 def _build_complete() -> sa.Select[Any]:
