@@ -75,6 +75,8 @@ class Running:
 
     job: Job
     ctx: JobContext
+    started: float = 0.0
+    """Event-loop time the handler started."""
     stop_reason: StopReason | None = None
     task: asyncio.Task[Outcome | None] | None = field(default=None)
 
@@ -144,14 +146,17 @@ async def execute(
     except PayloadInvalid as error:
         return failure(job, FailureReason.PAYLOAD_INVALID, error.message, now(), retryable=False)
     args = (payload, ctx) if spec.takes_context else (payload,)
+    deadline = asyncio.timeout(job.timeout)
     try:
-        async with asyncio.timeout(job.timeout):
+        async with deadline:
             if spec.is_async:
                 returned = await spec.fn(*args)
             else:
                 loop = asyncio.get_running_loop()
                 returned = await loop.run_in_executor(threads, functools.partial(spec.fn, *args))
-    except TimeoutError:
+    except TimeoutError as error:
+        if not deadline.expired():  # the handler's own TimeoutError: an ordinary failure
+            return _handler_failed(job, error, now())
         return failure(job, FailureReason.TIMEOUT, f"timed out after {job.timeout:g} s", now())
     except asyncio.CancelledError:
         if running.stop_reason is StopReason.CANCEL_REQUESTED:
@@ -164,13 +169,7 @@ async def execute(
     except JobCancelled:
         return Outcome(OutcomeKind.CANCEL, running.lease)
     except Exception as error:
-        return failure(
-            job,
-            FailureReason.HANDLER_ERROR,
-            f"{type(error).__name__}: {error}",
-            now(),
-            trace=traceback.format_exc(),
-        )
+        return _handler_failed(job, error, now())
     output = payload_value(ctx.output_or(returned))
     try:
         json.dumps(output, allow_nan=False)
@@ -182,3 +181,14 @@ async def execute(
             now(),
         )
     return Outcome(OutcomeKind.COMPLETE, running.lease, output=output)
+
+
+def _handler_failed(job: Job, error: BaseException, at: datetime) -> Outcome:
+    """The outcome of a handler that raised `error` (call inside its `except` block)."""
+    return failure(
+        job,
+        FailureReason.HANDLER_ERROR,
+        f"{type(error).__name__}: {error}",
+        at,
+        trace=traceback.format_exc(),
+    )

@@ -18,12 +18,13 @@ import signal
 import socket
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentqueue import config
-from agentqueue.backends.base import Outcome, OutcomeKind
+from agentqueue.backends.base import Lease, Outcome, OutcomeKind
 from agentqueue.context import JobContext
 from agentqueue.errors import AgentQueueError, InvalidArgument
 from agentqueue.models import Job
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from agentqueue.queue import Queue
 
 logger = logging.getLogger(__name__)
+
+PREFETCH_BELOW_SECONDS = 0.025
+"""Claim ahead only while the average handler finishes within this time."""
 
 
 def parse_queues(spec: str) -> dict[str, int]:
@@ -58,17 +62,59 @@ def parse_queues(spec: str) -> dict[str, int]:
 
 
 @dataclass(slots=True)
+class Claimed:
+    """A job claimed ahead, waiting in a lane's buffer for a free slot."""
+
+    job: Job
+    at: float
+    """Event-loop time of the claim."""
+
+    @property
+    def lease(self) -> Lease:
+        """The fence for this attempt's writes."""
+        return Lease(self.job.id, self.job.attempts)
+
+
+@dataclass(slots=True)
 class Lane:
-    """A set of slots: one named queue, or every queue when `queue` is None."""
+    """A set of slots: one named queue, or every queue when `queue` is None.
+
+    `ready` holds jobs claimed ahead (at most `prefetch`): they start the moment a slot frees,
+    without a round trip to the store.
+    """
 
     queue: str | None
     limit: int
+    prefetch: int = 0
+    """Most jobs held in `ready`; claimed ahead only while jobs are short (see `ahead`)."""
     running: dict[int, Running] = field(default_factory=dict[int, Running])
+    ready: deque[Claimed] = field(default_factory=deque[Claimed])
+    run_time: float | None = None
+    """Moving average of handler run time (seconds); None until a job has finished."""
 
     @property
     def free(self) -> int:
         """Slots not running a job."""
         return self.limit - len(self.running)
+
+    @property
+    def ahead(self) -> int:
+        """How many jobs to hold claimed ahead now: `prefetch` while jobs are short, else 0.
+
+        Holding long jobs would starve other workers (Celery's prefetch problem), so claiming
+        ahead starts only once jobs are seen to finish quickly.
+        """
+        short = self.run_time is not None and self.run_time <= PREFETCH_BELOW_SECONDS
+        return self.prefetch if short else 0
+
+    @property
+    def wanted(self) -> int:
+        """Jobs to claim now: the free slots, plus room in the claim-ahead buffer."""
+        return self.free + self.ahead - len(self.ready)
+
+    def ran(self, seconds: float) -> None:
+        """Fold one handler's run time into the moving average."""
+        self.run_time = seconds if self.run_time is None else 0.8 * self.run_time + 0.2 * seconds
 
 
 class Worker:
@@ -89,6 +135,11 @@ class Worker:
             worker at once).
         rescue_interval: seconds between sweeps for expired leases (default lease/2).
         ack_delay: seconds outcomes wait to share one commit.
+        prefetch: most jobs per lane claimed ahead of a free slot, so short jobs start without
+            a round trip to the store (default: the lane's concurrency; 0 turns it off). Used
+            only while handlers average under 25 ms; a job held longer than `prefetch_hold`
+            seconds is released for other workers, its attempt given back.
+        prefetch_hold: see `prefetch`.
         worker_id: name recorded in `locked_by` (default host:pid:random).
         handle_signals: stop on SIGTERM/SIGINT (a second signal stops at once).
     """
@@ -106,6 +157,8 @@ class Worker:
         poll_interval: float = 1.0,
         rescue_interval: float | None = None,
         ack_delay: float = 0.001,
+        prefetch: int | None = None,
+        prefetch_hold: float = 1.0,
         worker_id: str | None = None,
         handle_signals: bool = True,
     ) -> None:
@@ -126,11 +179,13 @@ class Worker:
             else config.env_float("AGENTQUEUE_SHUTDOWN_TIMEOUT", config.DEFAULT_SHUTDOWN_TIMEOUT)
         )
         self.queue = queue
-        self.lanes = (
-            [Lane(name, size) for name, size in queues.items()]
-            if queues
-            else [Lane(None, concurrency)]
-        )
+        if prefetch is not None and prefetch < 0:
+            raise InvalidArgument(f"prefetch must be 0 or more, not {prefetch}")
+        self.lanes = [
+            Lane(name, size, prefetch=2 * size if prefetch is None else prefetch)
+            for name, size in (queues.items() if queues else [(None, concurrency)])
+        ]
+        self.prefetch_hold = prefetch_hold
         self.job_types = list(job_types) if job_types else None
         self.poll_interval = poll_interval
         self.rescue_interval = rescue_interval or max(self.lease_seconds / 2, 0.5)
@@ -247,21 +302,58 @@ class Worker:
         """Fill free slots in every lane; True when a lane got all it asked for (maybe more)."""
         more = False
         for lane in self.lanes:
-            free = lane.free
-            if free <= 0 or self._stopping.is_set():
+            if lane.free <= 0 or self._stopping.is_set():
                 continue
-            jobs = await self.queue.backend.claim(
-                worker_id=self.worker_id,
-                queue=lane.queue,
-                job_types=self.job_types,
-                limit=free,
-                lease_seconds=self.lease_seconds,
-                now=self.queue.now(),
-            )
-            for job in jobs:
-                self._start(lane, job)
-            more = more or len(jobs) == free
+            wanted = lane.wanted
+            more = await self._claim_into(lane, wanted) == wanted or more
         return more
+
+    async def _claim_into(self, lane: Lane, wanted: int) -> int:
+        """Claim up to `wanted` jobs into the lane's buffer, start what fits; return the count."""
+        jobs = await self.queue.backend.claim(
+            worker_id=self.worker_id,
+            queue=lane.queue,
+            job_types=self.job_types,
+            limit=wanted,
+            lease_seconds=self.lease_seconds,
+            now=self.queue.now(),
+        )
+        at = asyncio.get_running_loop().time()
+        lane.ready.extend(Claimed(job, at) for job in jobs)
+        self._fill(lane)
+        return len(jobs)
+
+    def _fill(self, lane: Lane) -> None:
+        """Start buffered jobs in the lane's free slots."""
+        while lane.ready and lane.free > 0 and not self._stopping.is_set():
+            self._start(lane, lane.ready.popleft().job)
+
+    def _release_held(self, *, everything: bool = False) -> float | None:
+        """Release buffered jobs held too long (or all); return seconds until the next is due."""
+        now = asyncio.get_running_loop().time()
+        due: float | None = None
+        for lane in self.lanes:
+            while lane.ready:
+                left = lane.ready[0].at + self.prefetch_hold - now
+                if left > 0 and not everything:
+                    due = left if due is None else min(due, left)
+                    break
+                self._give_back(lane.ready.popleft(), OutcomeKind.RELEASE)
+        return due
+
+    def _give_back(self, claimed: Claimed, kind: OutcomeKind) -> None:
+        """Store `kind` (release or cancel) for a job that was claimed but never started."""
+        assert self._acks is not None
+        outcome = Outcome(kind, claimed.lease)
+        done = self._acks.submit(outcome)
+        done.add_done_callback(
+            lambda applied: (
+                self._count(outcome) if not applied.cancelled() and applied.result() else None
+            )
+        )
+
+    def _count(self, outcome: Outcome) -> None:
+        self.counts[outcome.kind.value] += 1
 
     async def _idle(self, token: int) -> None:
         """Sleep until a slot frees, the store changes, a delayed job falls due, or a stop."""
@@ -271,6 +363,9 @@ class Worker:
             due = await self.queue.backend.next_due(queue=lane.queue, job_types=self.job_types)
             if due is not None:
                 timeout = min(timeout, (due - self.queue.clock.now()).total_seconds())
+        held = self._release_held()
+        if held is not None:
+            timeout = min(timeout, held)
         if timeout <= 0:
             return
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
@@ -308,7 +403,7 @@ class Worker:
                 job.id, progress, message
             ),
         )
-        running = Running(job, ctx)
+        running = Running(job, ctx, started=loop.time())
         lane.running[job.id] = running
         self._running[job.id] = running
         assert self._threads is not None
@@ -330,6 +425,8 @@ class Worker:
             del lane.running[running.job.id]
         if self._running.get(running.job.id) is running:
             del self._running[running.job.id]
+        lane.ran(asyncio.get_running_loop().time() - running.started)
+        self._fill(lane)
         self._wake.set()
         if task.cancelled():
             logger.error("job %s: its task was cancelled without a reason", running.job.id)
@@ -357,7 +454,7 @@ class Worker:
                 "job %s: outcome %s not applied (lease lost)", running.job.id, outcome.kind
             )
             return
-        self.counts[outcome.kind.value] += 1
+        self._count(outcome)
         job = running.job
         if outcome.error is not None and outcome.kind in (OutcomeKind.RETRY, OutcomeKind.FAIL):
             logger.warning(
@@ -427,16 +524,18 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         running = list(self._running.values())
+        held = [claimed for lane in self.lanes for claimed in lane.ready]
         try:
             result = await self.queue.backend.heartbeat(
                 worker_id=self.worker_id,
-                leases=[r.lease for r in running],
+                leases=[r.lease for r in running] + [c.lease for c in held],
                 lease_seconds=self.lease_seconds,
                 now=self.queue.now(),
             )
         except AgentQueueError as error:
             logger.warning("heartbeat failed (leases not extended): %s", error)
             return
+        self._settle_held(result.lost, result.cancel_requested)
         for item in running:
             job_id = item.job.id
             if job_id in result.lost and item.task is not None and not item.task.done():
@@ -450,6 +549,19 @@ class Worker:
                 # ctx.cancelled and stops itself.
                 if spec is not None and spec.is_async:
                     item.stop(StopReason.CANCEL_REQUESTED)
+
+    def _settle_held(self, lost: Collection[int], cancel_requested: Collection[int]) -> None:
+        """Drop buffered jobs whose lease was lost; store the cancel of those cancelled."""
+        for lane in self.lanes:
+            keep: deque[Claimed] = deque()
+            for claimed in lane.ready:
+                if claimed.job.id in lost:
+                    logger.warning("job %s: lease lost before it started", claimed.job.id)
+                elif claimed.job.id in cancel_requested:
+                    self._give_back(claimed, OutcomeKind.CANCEL)
+                else:
+                    keep.append(claimed)
+            lane.ready = keep
 
     async def _rescue_loop(self) -> None:
         while await self._pause(self.rescue_interval):
@@ -477,6 +589,8 @@ class Worker:
             await asyncio.gather(everything, force, return_exceptions=True)
 
     async def _drain(self) -> None:
+        if self._acks is not None:
+            self._release_held(everything=True)  # other workers can take them at once
         if self._running:
             logger.info(
                 "worker %s: waiting up to %g s for %d running job(s)",

@@ -143,6 +143,22 @@ async def test_handler_running_past_its_timeout_fails_the_attempt_with_reason_ti
     assert (job.completed_at - job.started_at).total_seconds() < 2
 
 
+@pytest.mark.parametrize("timeout", [None, 30.0])
+async def test_a_timeout_error_raised_by_the_handler_itself_is_a_handler_error(
+    queue: Queue, timeout: float | None
+) -> None:
+    @queue.handler("calls_out")
+    async def calls_out(payload: dict[str, Any]) -> None:
+        raise TimeoutError("the upstream API did not answer")
+
+    job_id = await queue.add_job("calls_out", timeout=timeout, max_attempts=1)
+    async with running(fast_worker(queue)):
+        job = await wait_for_status(queue, job_id, JobStatus.FAILED, timeout=5)
+
+    assert job.failure_reason is FailureReason.HANDLER_ERROR
+    assert job.last_error == "TimeoutError: the upstream API did not answer"
+
+
 async def test_job_of_an_unknown_type_fails_at_once_naming_the_known_types(
     queue: Queue,
 ) -> None:
