@@ -19,17 +19,22 @@ DEFAULT_CONCURRENCY = 10
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
+DEFAULT_MAINTENANCE_INTERVAL = 1.0
+"""Seconds between supervisor passes (rescue, resume due waits, expire tokens)."""
+DEFAULT_RETENTION_DAYS = 7.0
+"""Days completed/failed/cancelled jobs and events are kept (0 keeps them forever)."""
+
 
 def store_url(url: str | None = None) -> str:
     """Return `url`, else AGENTQUEUE_URL, else the embedded SQLite default."""
     return url or os.environ.get("AGENTQUEUE_URL") or DEFAULT_URL
 
 
-def env_float(name: str, default: float) -> float:
-    """Read a positive number from the environment.
+def env_float(name: str, default: float, *, allow_zero: bool = False) -> float:
+    """Read a positive number (or 0, with `allow_zero`) from the environment.
 
     Raises:
-        ConfigError: the variable is set but is not a positive number.
+        ConfigError: the variable is set but is not such a number.
     """
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -38,8 +43,9 @@ def env_float(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, not {raw!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        wanted = "0 or more" if allow_zero else "positive"
+        raise ConfigError(f"{name} must be {wanted}, not {raw!r}")
     return value
 
 

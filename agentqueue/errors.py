@@ -119,6 +119,34 @@ class PayloadInvalid(AgentQueueError):
         self.schema = schema
 
 
+class TokenNotFound(AgentQueueError):
+    """No token has the given id."""
+
+    code = "token_not_found"
+
+    def __init__(self, token_id: str) -> None:
+        super().__init__(
+            f"token {token_id!r} does not exist (list_tokens shows the pending ones)",
+            token_id=token_id,
+        )
+        self.token_id = token_id
+
+
+class TokenNotPending(InvalidTransition):
+    """The token was already completed, or it expired: it cannot be completed (again)."""
+
+    code = "token_not_pending"
+
+    def __init__(self, token_id: str, status: str) -> None:
+        super().__init__(
+            f"token {token_id!r} is {status}, not pending: it cannot be completed",
+            token_id=token_id,
+            status=status,
+        )
+        self.token_id = token_id
+        self.status = status
+
+
 class InvalidArgument(AgentQueueError):
     """An argument is out of range or malformed (a negative delay, an unknown filter mode …)."""
 

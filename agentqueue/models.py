@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -89,6 +89,11 @@ class JobOptions(BaseModel):
     retry_backoff: bool | None = Field(default=None, description="double the delay each attempt")
     retry_delay_max: float | None = Field(default=None, ge=0, description="cap on the delay")
     timeout: float | None = Field(default=None, gt=0, description="seconds per attempt")
+    force_kill_on_timeout: bool | None = Field(
+        default=None,
+        description="run the handler in a child process that is killed at the timeout "
+        "(for CPU-bound or hung code; no steps, waits or tokens there)",
+    )
     idempotency_key: Annotated[str, Field(min_length=1, max_length=400)] | None = None
 
 
@@ -132,6 +137,10 @@ class Job(BaseModel):
     progress_message: str | None = None
     output: Any = None
     cancel_requested: bool = False
+    force_kill_on_timeout: bool = False
+    waiting_for: str | None = None
+    """While `waiting`: the token the job waits on (None for a durable sleep). `run_at` is when
+    it wakes anyway (the token's expiry, the sleep's end, or `FOREVER`)."""
 
 
 class EventType(StrEnum):
@@ -151,6 +160,8 @@ class EventType(StrEnum):
     RETRY = "retry"
     EDIT = "edit"
     PROGRESS = "progress"
+    OUTPUT = "output"
+    STEP = "step"
 
 
 class JobEvent(BaseModel):
@@ -258,3 +269,72 @@ class ListOrder(StrEnum):
 
     NEWEST = "newest"
     OLDEST = "oldest"
+
+
+FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+"""`run_at` of a job waiting on a token that never expires: only the token wakes it."""
+
+
+class TokenStatus(StrEnum):
+    """Where a human-in-the-loop token is in its life."""
+
+    PENDING = "pending"
+    """Waiting for `complete_token`."""
+    COMPLETED = "completed"
+    """Completed with data; the job waiting on it (if any) was resumed."""
+    EXPIRED = "expired"
+    """Its timeout passed first; the job waiting on it resumes and sees `ok=False`."""
+
+
+class Token(BaseModel):
+    """A human-in-the-loop token: a handler waits on it, a person or a service completes it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: TokenStatus
+    job_id: int | None = None
+    """The job whose handler created it (None: created with `Queue.create_token`)."""
+    created_at: datetime
+    expires_at: datetime | None = None
+    completed_at: datetime | None = None
+    """When it was completed or expired."""
+    data: Any = None
+    """What `complete_token` was given."""
+    tags: list[str] = Field(default_factory=list[str])
+
+
+class TokenResult(BaseModel):
+    """What `JobContext.wait_for_token` returns: `ok=True` with the data, or `ok=False` when the
+    token expired first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    data: Any = None
+    token: Token
+
+
+class MaintenanceReport(BaseModel):
+    """What one supervisor pass did."""
+
+    rescued: list[int] = Field(default_factory=list[int])
+    """Jobs whose lease had expired: pending again, or failed on their last attempt."""
+    resumed: list[int] = Field(default_factory=list[int])
+    """Waiting jobs whose time came (durable sleeps, token waits past the token's expiry)."""
+    expired_tokens: list[str] = Field(default_factory=list[str])
+    deleted_jobs: int = 0
+    """Completed, failed and cancelled jobs older than the retention, with their events."""
+    deleted_events: int = 0
+    """Events older than the retention (of jobs still kept)."""
+
+    @property
+    def changed(self) -> bool:
+        """True when the pass did anything."""
+        return bool(
+            self.rescued
+            or self.resumed
+            or self.expired_tokens
+            or self.deleted_jobs
+            or self.deleted_events
+        )

@@ -6,16 +6,22 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
 from agentqueue import config
 from agentqueue.backends import backend_for, backend_from_url, describe
-from agentqueue.backends.base import Backend, InsertJob
+from agentqueue.backends.base import Backend, InsertJob, TokenCompletionKind
 from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
-from agentqueue.errors import InvalidArgument, JobNotFound
+from agentqueue.context import new_token_id
+from agentqueue.errors import (
+    InvalidArgument,
+    JobNotFound,
+    TokenNotFound,
+    TokenNotPending,
+)
 from agentqueue.models import (
     Job,
     JobEdit,
@@ -24,15 +30,19 @@ from agentqueue.models import (
     JobOptions,
     JobTypeInfo,
     ListOrder,
+    MaintenanceReport,
     NewJob,
     Page,
     QueueStats,
     TagMode,
+    Token,
+    TokenStatus,
 )
 from agentqueue.registry import Hook, Registry, build_spec, payload_value, validate_stored
 from agentqueue.states import TERMINAL, JobStatus
 
 if TYPE_CHECKING:
+    from agentqueue.supervisor import Supervisor
     from agentqueue.worker.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -142,6 +152,7 @@ class Queue:
         examples: list[Any] | None = None,
         on_success: Hook | None = None,
         on_failure: Hook | None = None,
+        on_timeout: Hook | None = None,
         **defaults: Any,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of job type `name`.
@@ -151,6 +162,10 @@ class Queue:
         are job options (max_attempts, retry_delay, retry_backoff, retry_delay_max, timeout,
         priority) its jobs get unless `add_job` overrides them. `on_success(job, output)` and
         `on_failure(job, error, will_retry)` run after the outcome is stored.
+        `on_timeout(job, ctx)` runs at an attempt's deadline: return seconds (or call
+        `ctx.prolong`) to extend it, None to let the attempt time out.
+        `force_kill_on_timeout=True` runs each job in a child process killed at the deadline
+        (the handler must be a top-level function; no steps, waits or tokens there).
         """
         try:
             options = JobOptions(queue=queue, **defaults)
@@ -169,6 +184,7 @@ class Queue:
                     examples=examples,
                     on_success=on_success,
                     on_failure=on_failure,
+                    on_timeout=on_timeout,
                 )
             )
             return fn
@@ -273,6 +289,13 @@ class Queue:
             default = getattr(defaults, name)
             return default if default is not None else fallback
 
+        timeout = pick("timeout", None)
+        force_kill = bool(pick("force_kill_on_timeout", False))
+        if force_kill and timeout is None:
+            raise InvalidArgument(
+                "force_kill_on_timeout needs a timeout (the deadline at which the child process "
+                "is killed): give timeout=seconds"
+            )
         return InsertJob(
             job_type=job.job_type,
             queue=job.queue or defaults.queue or config.DEFAULT_QUEUE,
@@ -285,8 +308,9 @@ class Queue:
             retry_delay=pick("retry_delay", config.DEFAULT_RETRY_DELAY),
             retry_backoff=pick("retry_backoff", config.DEFAULT_RETRY_BACKOFF),
             retry_delay_max=pick("retry_delay_max", config.DEFAULT_RETRY_DELAY_MAX),
-            timeout=pick("timeout", None),
+            timeout=timeout,
             idempotency_key=job.idempotency_key,
+            force_kill_on_timeout=force_kill,
         )
 
     # -- read --------------------------------------------------------------------------------
@@ -450,6 +474,94 @@ class Queue:
             ):
                 return
 
+    # -- durable execution -------------------------------------------------------------------
+    async def create_token(
+        self, *, timeout: float | timedelta | None = None, tags: Sequence[str] | None = None
+    ) -> Token:
+        """Create a token outside any handler (a handler waits on it with `wait_for_token`).
+
+        `timeout` (seconds or a timedelta) makes it expire; None lets it wait forever.
+        """
+        span = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if span is not None and span <= 0:
+            raise InvalidArgument(f"a token timeout must be positive, not {timeout!r}")
+        try:
+            checked_tags = NewJob(job_type="token", tags=list(tags or [])).tags
+        except ValidationError as error:
+            raise invalid_from(error, "token") from None
+        store = await self._store()
+        return await store.create_token(
+            token_id=new_token_id(),
+            job_id=None,
+            step=None,
+            expires_at=self.clock.now() + timedelta(seconds=span) if span is not None else None,
+            tags=checked_tags,
+            now=self.now(),
+        )
+
+    async def complete_token(self, token_id: str, data: Any = None) -> Token:
+        """Complete a pending token with `data`; the job waiting on it resumes (same commit).
+
+        Raises:
+            TokenNotFound: no such token.
+            TokenNotPending: it was already completed, or it expired (a token completed at
+                or after its expiry instant is expired, never both).
+            InvalidArgument: `data` is not plain JSON data.
+        """
+        value = payload_value(data)
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgument(f"token data must be plain JSON data: {error}") from None
+        store = await self._store()
+        result = await store.complete_token(token_id, value, now=self.now())
+        if result.kind is TokenCompletionKind.NOT_FOUND:
+            raise TokenNotFound(token_id)
+        assert result.token is not None
+        if result.kind is TokenCompletionKind.NOT_PENDING:
+            raise TokenNotPending(token_id, result.token.status.value)
+        return result.token
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """Return the token with this id, or None."""
+        return await (await self._store()).get_token(token_id)
+
+    async def list_tokens(
+        self,
+        *,
+        status: TokenStatus | str | Sequence[TokenStatus | str] | None = None,
+        tags: Sequence[str] | None = None,
+        job_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Token]:
+        """Return tokens, newest first, filtered by status, tags (any of them) and job."""
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument(f"limit must be 1-1000, not {limit}")
+        statuses = _as_list(status)
+        store = await self._store()
+        return await store.list_tokens(
+            status=[_choice(TokenStatus, item, "status") for item in statuses]
+            if statuses
+            else None,
+            tags=_as_list(tags),
+            job_id=job_id,
+            limit=limit,
+        )
+
+    async def get_steps(self, job_id: int) -> dict[str, Any]:
+        """Return a job's memoized step results by name (waits and tokens use `aq:` names)."""
+        return await (await self._store()).load_steps(job_id)
+
+    async def maintain(self, **settings: Any) -> MaintenanceReport:
+        """Run one supervisor pass now (see `Supervisor` for settings); return what it did."""
+        return await self.supervisor(**settings).run_once()
+
+    def supervisor(self, **settings: Any) -> Supervisor:
+        """Return a `Supervisor` for this queue's store (see `Supervisor` for settings)."""
+        from agentqueue.supervisor import Supervisor
+
+        return Supervisor(self, **settings)
+
     # -- workers -----------------------------------------------------------------------------
     def worker(self, **settings: Any) -> Worker:
         """Return a `Worker` that runs this queue's handlers (see `Worker` for settings)."""
@@ -466,7 +578,7 @@ def _as_list(value: Any) -> list[Any] | None:
     return list(value)
 
 
-E = TypeVar("E", TagMode, ListOrder)
+E = TypeVar("E", TagMode, ListOrder, TokenStatus)
 
 
 def _choice(kind: type[E], value: Any, name: str) -> E:

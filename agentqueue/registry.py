@@ -38,6 +38,9 @@ class HandlerSpec:
     examples: list[Any] = field(default_factory=list[Any])
     on_success: Hook | None = None
     on_failure: Hook | None = None
+    on_timeout: Hook | None = None
+    """Called as `on_timeout(job, ctx)` at the deadline; returning seconds (or calling
+    `ctx.prolong`) extends it, returning None lets the attempt time out."""
     adapter: TypeAdapter[Any] | None = None
 
     def payload_schema(self) -> dict[str, Any]:
@@ -92,6 +95,7 @@ def build_spec(
     examples: list[Any] | None,
     on_success: Hook | None,
     on_failure: Hook | None,
+    on_timeout: Hook | None = None,
 ) -> HandlerSpec:
     """Inspect a handler function and describe it.
 
@@ -135,6 +139,7 @@ def build_spec(
         examples=list(examples or []),
         on_success=on_success,
         on_failure=on_failure,
+        on_timeout=on_timeout,
         adapter=adapter,
     )
 

@@ -32,14 +32,22 @@ async def run_due_jobs(
 ) -> Counter[str]:
     """Run every job that is due now (by the queue's clock) until none is left; return counts.
 
-    Jobs that a handler retries with a delay are not due yet: move a `FrozenClock` forward and
-    call again. Counts are outcome kinds: complete, retry, fail, cancel, release.
+    Jobs that a handler retries with a delay, durable sleeps and token waits are not due yet:
+    move a `FrozenClock` forward (or complete the token) and call again. Counts are outcome
+    kinds: complete, retry, fail, cancel, release, and wait (a handler parked its job).
     """
     await queue.open()
     total: Counter[str] = Counter()
+    supervisor = queue.supervisor()
     for _ in range(max_rounds):
+        # One maintenance pass first: durable waits and tokens whose time came resume.
+        await supervisor.run_once(purge=False)
         worker = queue.worker(
-            concurrency=concurrency, job_types=job_types, handle_signals=False, ack_delay=0
+            concurrency=concurrency,
+            job_types=job_types,
+            handle_signals=False,
+            ack_delay=0,
+            supervise=False,
         )
         counts = await worker.run(once=True)
         if not counts:

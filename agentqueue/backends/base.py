@@ -31,6 +31,8 @@ from agentqueue.models import (
     JobTypeInfo,
     ListOrder,
     QueueStats,
+    Token,
+    TokenStatus,
 )
 
 
@@ -66,6 +68,7 @@ class InsertJob:
     retry_delay_max: float | None
     timeout: float | None
     idempotency_key: str | None
+    force_kill_on_timeout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,47 @@ class HeartbeatResult:
 
     lost: set[int] = field(default_factory=set[int])
     cancel_requested: set[int] = field(default_factory=set[int])
+
+
+@dataclass(frozen=True, slots=True)
+class SuspendResult:
+    """What `Backend.suspend` did.
+
+    - `suspended`: the job is now `waiting` (the handler must stop at once).
+    - not suspended, `token` set: the token was no longer pending (completed, or expired now or
+      before); the job stays `processing` and the handler goes on with the token's outcome.
+    - `lost`: the lease is lost; nothing changed.
+    """
+
+    suspended: bool
+    lost: bool = False
+    token: Token | None = None
+
+
+class TokenCompletionKind(StrEnum):
+    """How a `complete_token` call ended."""
+
+    COMPLETED = "completed"
+    NOT_FOUND = "not_found"
+    NOT_PENDING = "not_pending"
+    """Already completed or expired (a token past its expiry is expired by this call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCompletion:
+    """The result of `Backend.complete_token`: the token as it is now, and the job resumed."""
+
+    kind: TokenCompletionKind
+    token: Token | None = None
+    resumed_job_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """Rows deleted by `Backend.purge`."""
+
+    jobs: int = 0
+    events: int = 0
 
 
 @runtime_checkable
@@ -212,6 +256,129 @@ class Backend(Protocol):
         now: datetime | None = None,
     ) -> bool:
         """Record progress (0-100) and a `progress` event; False if the lease is lost."""
+        ...
+
+    async def set_output(
+        self,
+        *,
+        worker_id: str,
+        lease: Lease,
+        output: Any,
+        now: datetime | None = None,
+    ) -> bool:
+        """Store the running job's output now (an `output` event); False if the lease is lost.
+
+        The COMPLETE outcome later overwrites it with the final output.
+        """
+        ...
+
+    # -- durable execution -------------------------------------------------------------------
+    async def load_steps(self, job_id: int) -> dict[str, Any]:
+        """Return the job's memoized step results by step name (empty if none)."""
+        ...
+
+    async def save_step(
+        self,
+        *,
+        worker_id: str,
+        lease: Lease,
+        name: str,
+        value: Any,
+        now: datetime | None = None,
+    ) -> bool:
+        """Memoize a step's JSON result under `name` with a `step` event {"name": name}.
+
+        Fenced like every worker write: False (nothing written) if the lease is lost. A name
+        already stored keeps its first value (True is returned: the step is memoized).
+        """
+        ...
+
+    async def suspend(
+        self,
+        *,
+        worker_id: str,
+        lease: Lease,
+        until: datetime,
+        token_id: str | None = None,
+        now: datetime | None = None,
+    ) -> SuspendResult:
+        """processing -> waiting until `until` (`FOREVER`: only a token wakes it), atomically.
+
+        The attempt is given back (attempts - 1: a wait is not a failure), the lease and
+        `locked_by` are cleared, `waiting_for` = `token_id`, `run_at` = `until`, and a `wait`
+        event {"until": iso, "token": token_id} is written.
+
+        With `token_id`, the token is checked in the same transaction: if it is not pending, or
+        it is pending but its `expires_at` <= now (then it is marked expired here, an `expired`
+        token), the job is not suspended and the token is returned. An unknown token id raises
+        `TokenNotFound`.
+        """
+        ...
+
+    async def resume_due(self, *, now: datetime | None = None, limit: int = 1000) -> list[int]:
+        """waiting -> pending for jobs whose `run_at` <= now (a `resume` event); return ids."""
+        ...
+
+    async def create_token(
+        self,
+        *,
+        token_id: str,
+        job_id: int | None,
+        step: str | None,
+        expires_at: datetime | None,
+        tags: Sequence[str],
+        now: datetime | None = None,
+    ) -> Token:
+        """Store a pending token; return it.
+
+        With a `job_id` and `step` already used by a token, that token is returned unchanged
+        instead (a handler's replay must not mint a second token). Race-free: a unique
+        constraint or an atomic script, never check-then-insert.
+        """
+        ...
+
+    async def complete_token(
+        self, token_id: str, data: Any, *, now: datetime | None = None
+    ) -> TokenCompletion:
+        """pending -> completed with `data`, and resume the job waiting on it, atomically.
+
+        The waiting job (status `waiting`, `waiting_for` = token_id) goes pending at now with
+        a `resume` event {"token": token_id}. A token past its `expires_at` (<= now) is expired
+        instead (and its waiting job resumed) and the result is NOT_PENDING. Exactly one of
+        any number of concurrent calls completes a token.
+        """
+        ...
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """Return the token, or None."""
+        ...
+
+    async def list_tokens(
+        self,
+        *,
+        status: Sequence[TokenStatus] | None = None,
+        tags: Sequence[str] | None = None,
+        job_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Token]:
+        """Return tokens, newest first; `tags` matches tokens having any of the tags."""
+        ...
+
+    async def expire_tokens(self, *, now: datetime | None = None, limit: int = 1000) -> list[str]:
+        """pending -> expired for tokens whose `expires_at` <= now; their waiting jobs resume
+        (a `resume` event {"token": id, "expired": true}). Return the expired ids."""
+        ...
+
+    async def purge(
+        self,
+        *,
+        finished_before: datetime | None,
+        events_before: datetime | None,
+        limit: int = 1000,
+    ) -> PurgeResult:
+        """Delete up to `limit` completed/failed/cancelled jobs whose `completed_at` is before
+        `finished_before` (with their events, steps, tags and tokens), and up to `limit` events
+        older than `events_before`. None skips that part."""
         ...
 
     async def next_due(

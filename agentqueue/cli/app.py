@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 
-from agentqueue.cli import admin, jobs
+from agentqueue.cli import admin, jobs, tokens
 from agentqueue.cli import worker as worker_commands
 from agentqueue.cli.common import AgentQueueGroup
 from agentqueue.cli.demo import demo
+from agentqueue.cli.supervisor import supervisor
 
 app = typer.Typer(
     name="agentqueue",
@@ -21,7 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(jobs.app)
+app.add_typer(tokens.app)
 app.command("worker")(worker_commands.worker)
+app.command("supervisor")(supervisor)
 app.command("migrate")(admin.migrate)
 app.command("stats")(admin.stats)
 app.command("job-types")(admin.job_types)

@@ -89,6 +89,14 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    supervise: Annotated[
+        bool,
+        typer.Option(
+            "--supervise/--no-supervise",
+            help="Also run the maintenance passes (rescue, resume waits, expire tokens, "
+            "retention). Turn off only when `agentqueue supervisor` runs elsewhere.",
+        ),
+    ] = True,
     log_level: Annotated[
         str, typer.Option("--log-level", help=f"One of {', '.join(LOG_LEVELS)}.")
     ] = "info",
@@ -112,6 +120,7 @@ def worker(
         job_types=split_list(job_types),
         lease_seconds=lease,
         shutdown_timeout=shutdown_timeout,
+        supervise=supervise,
     )
 
     async def go() -> Counter[str]:

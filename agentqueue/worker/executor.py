@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import itertools
 import json
+import logging
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from agentqueue.backends.base import Lease, Outcome, OutcomeKind
-from agentqueue.context import JobCancelled, JobContext
-from agentqueue.errors import PayloadInvalid
+from agentqueue.context import JobCancelled, JobContext, JobSuspended
+from agentqueue.errors import LeaseLost, PayloadInvalid
 from agentqueue.models import ErrorRecord, FailureReason, Job
 from agentqueue.registry import HandlerSpec, payload_value
 from agentqueue.retry import retry_delay
+from agentqueue.worker.isolated import ChildFailed, run_in_child
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -78,7 +81,7 @@ class Running:
     started: float = 0.0
     """Event-loop time the handler started."""
     stop_reason: StopReason | None = None
-    task: asyncio.Task[Outcome | None] | None = field(default=None)
+    task: asyncio.Task[Outcome | Parked | None] | None = field(default=None)
 
     @property
     def lease(self) -> Lease:
@@ -123,13 +126,24 @@ def failure(
     return Outcome(OutcomeKind.FAIL, lease, error=error)
 
 
+class Parked:
+    """What `execute` returns for a job its handler parked (`waiting`): already stored."""
+
+
+PARKED = Parked()
+
+
+class _TimedOut(Exception):
+    """The attempt's deadline passed and no `on_timeout` hook extended it."""
+
+
 async def execute(
     running: Running,
     spec: HandlerSpec | None,
     threads: Executor,
     now: Callable[[], datetime],
     known_types: list[str],
-) -> Outcome | None:
+) -> Outcome | Parked | None:
     """Run the handler of `running.job`; return its outcome (None: the lease was lost)."""
     job, ctx = running.job, running.ctx
     if spec is None:
@@ -145,19 +159,14 @@ async def execute(
         payload = spec.parse(job.payload)
     except PayloadInvalid as error:
         return failure(job, FailureReason.PAYLOAD_INVALID, error.message, now(), retryable=False)
-    args = (payload, ctx) if spec.takes_context else (payload,)
-    deadline = asyncio.timeout(job.timeout)
     try:
-        async with deadline:
-            if spec.is_async:
-                returned = await spec.fn(*args)
-            else:
-                loop = asyncio.get_running_loop()
-                returned = await loop.run_in_executor(threads, functools.partial(spec.fn, *args))
-    except TimeoutError as error:
-        if not deadline.expired():  # the handler's own TimeoutError: an ordinary failure
-            return _handler_failed(job, error, now())
+        returned = await _run(running, spec, payload, threads)
+    except _TimedOut:
         return failure(job, FailureReason.TIMEOUT, f"timed out after {job.timeout:g} s", now())
+    except JobSuspended:
+        return PARKED
+    except LeaseLost:
+        return None
     except asyncio.CancelledError:
         if running.stop_reason is StopReason.CANCEL_REQUESTED:
             return Outcome(OutcomeKind.CANCEL, running.lease)
@@ -168,6 +177,8 @@ async def execute(
         raise
     except JobCancelled:
         return Outcome(OutcomeKind.CANCEL, running.lease)
+    except ChildFailed as error:
+        return failure(job, FailureReason.HANDLER_ERROR, str(error), now(), trace=error.trace)
     except Exception as error:
         return _handler_failed(job, error, now())
     output = payload_value(ctx.output_or(returned))
@@ -181,6 +192,60 @@ async def execute(
             now(),
         )
     return Outcome(OutcomeKind.COMPLETE, running.lease, output=output)
+
+
+async def _run(running: Running, spec: HandlerSpec, payload: Any, threads: Executor) -> Any:
+    """Call the handler under the job's deadline (which `ctx.prolong` / `on_timeout` move)."""
+    job, ctx = running.job, running.ctx
+    loop = asyncio.get_running_loop()
+    args = (payload, ctx) if spec.takes_context else (payload,)
+
+    def start() -> Awaitable[Any]:
+        if job.force_kill_on_timeout:
+            return run_in_child(spec.fn, payload, job, takes_context=spec.takes_context)
+        if spec.is_async:
+            return spec.fn(*args)
+        return loop.run_in_executor(threads, functools.partial(spec.fn, *args))
+
+    if job.timeout is None:
+        return await start()
+    ctx.deadline = loop.time() + job.timeout
+    inner = asyncio.ensure_future(start())
+    try:
+        while True:
+            remaining = ctx.deadline - loop.time()
+            if remaining > 0:
+                await asyncio.wait({inner}, timeout=remaining)
+                if inner.done():
+                    return inner.result()
+            elif not await _extended(spec, running):
+                raise _TimedOut
+    finally:
+        if not inner.done():
+            inner.cancel()
+            await asyncio.wait({inner})
+        if not inner.cancelled():
+            inner.exception()  # retrieved: never "exception was never retrieved" noise
+
+
+async def _extended(spec: HandlerSpec, running: Running) -> bool:
+    """At the deadline: ask the job type's `on_timeout` hook; True if it moved the deadline."""
+    ctx = running.ctx
+    if spec.on_timeout is None:
+        return False
+    before = ctx.deadline
+    try:
+        answer = spec.on_timeout(running.job, ctx)
+        if inspect.isawaitable(answer):
+            answer = await answer
+    except Exception:
+        logging.getLogger(__name__).exception(
+            "job %s: on_timeout hook raised; the attempt times out", running.job.id
+        )
+        return False
+    if isinstance(answer, int | float) and not isinstance(answer, bool) and answer > 0:
+        ctx.prolong(float(answer))
+    return ctx.deadline != before
 
 
 def _handler_failed(job: Job, error: BaseException, at: datetime) -> Outcome:

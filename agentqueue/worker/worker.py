@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from agentqueue import config
 from agentqueue.backends.base import Lease, Outcome, OutcomeKind
-from agentqueue.context import JobContext
+from agentqueue.context import AttemptLink, JobContext
 from agentqueue.errors import AgentQueueError, InvalidArgument
 from agentqueue.models import Job
 from agentqueue.worker.acks import AckBatcher
-from agentqueue.worker.executor import HandlerThreads, Running, StopReason, execute
+from agentqueue.worker.executor import HandlerThreads, Parked, Running, StopReason, execute
 
 if TYPE_CHECKING:
     from agentqueue.queue import Queue
@@ -133,7 +133,11 @@ class Worker:
             released to pending without using an attempt.
         poll_interval: longest idle sleep when nothing signals (a safety net; enqueues wake the
             worker at once).
-        rescue_interval: seconds between sweeps for expired leases (default lease/2).
+        rescue_interval: seconds between supervisor passes in this worker: rescue expired
+            leases, resume due waits, expire tokens, and (each minute) delete finished jobs
+            and events past retention (default AGENTQUEUE_MAINTENANCE_INTERVAL or 1 s).
+        supervise: run those passes here (default). Turn it off only when an
+            `agentqueue supervisor` runs elsewhere, or expired leases are never rescued.
         ack_delay: seconds outcomes wait to share one commit.
         prefetch: most jobs per lane claimed ahead of a free slot, so short jobs start without
             a round trip to the store (default: the lane's concurrency; 0 turns it off). Used
@@ -156,6 +160,7 @@ class Worker:
         shutdown_timeout: float | None = None,
         poll_interval: float = 1.0,
         rescue_interval: float | None = None,
+        supervise: bool = True,
         ack_delay: float = 0.001,
         prefetch: int | None = None,
         prefetch_hold: float = 1.0,
@@ -188,7 +193,10 @@ class Worker:
         self.prefetch_hold = prefetch_hold
         self.job_types = list(job_types) if job_types else None
         self.poll_interval = poll_interval
-        self.rescue_interval = rescue_interval or max(self.lease_seconds / 2, 0.5)
+        self.rescue_interval = rescue_interval or config.env_float(
+            "AGENTQUEUE_MAINTENANCE_INTERVAL", config.DEFAULT_MAINTENANCE_INTERVAL
+        )
+        self.supervise = supervise
         self.ack_delay = ack_delay
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.handle_signals = handle_signals
@@ -200,7 +208,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._loops_done = asyncio.Event()
         self._side_tasks: set[asyncio.Task[Any]] = set()
-        self._progress: dict[int, tuple[int, str | None]] = {}
+        self._reports: dict[tuple[int, str], Any] = {}
         self._threads: HandlerThreads | None = None
         self._acks: AckBatcher | None = None
 
@@ -232,7 +240,12 @@ class Worker:
         )
         removers = self._install_signals()
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="agentqueue-heartbeat")
-        rescue = asyncio.create_task(self._rescue_loop(), name="agentqueue-rescue")
+        loops = [heartbeat]
+        if self.supervise:
+            supervisor = self.queue.supervisor(interval=self.rescue_interval)
+            loops.append(
+                asyncio.create_task(supervisor.run(self._loops_done), name="agentqueue-supervisor")
+            )
         logger.info(
             "worker %s started: lanes %s, job types %s",
             self.worker_id,
@@ -250,7 +263,6 @@ class Worker:
             # The loops end on a flag, not by cancellation alone: a store call that swallows a
             # cancellation (redis-py under Python 3.11's wait_for) must not hang the exit.
             self._loops_done.set()
-            loops = [heartbeat, rescue]
             _, stuck = await asyncio.wait(loops, timeout=2.0)
             for task in stuck:
                 task.cancel()
@@ -399,8 +411,16 @@ class Worker:
             job,
             worker_id=self.worker_id,
             loop=loop,
-            report_progress=lambda progress, message: self._report_progress(
-                job.id, progress, message
+            report_progress=lambda progress, message: self._report(
+                job.id, "progress", (progress, message)
+            ),
+            report_output=lambda output: self._report(job.id, "output", output),
+            link=AttemptLink(
+                store=self.queue.backend,
+                worker_id=self.worker_id,
+                lease=Lease(job.id, job.attempts),
+                store_now=self.queue.now,
+                clock_now=self.queue.clock.now,
             ),
         )
         running = Running(job, ctx, started=loop.time())
@@ -419,7 +439,9 @@ class Worker:
         )
         running.task.add_done_callback(lambda task: self._finished(lane, running, task))
 
-    def _finished(self, lane: Lane, running: Running, task: asyncio.Task[Outcome | None]) -> None:
+    def _finished(
+        self, lane: Lane, running: Running, task: asyncio.Task[Outcome | Parked | None]
+    ) -> None:
         # A stale attempt must not remove the entry of the job's newer attempt.
         if lane.running.get(running.job.id) is running:
             del lane.running[running.job.id]
@@ -436,6 +458,9 @@ class Worker:
             logger.error("job %s: the executor failed: %r", running.job.id, error)
             return
         outcome = task.result()
+        if isinstance(outcome, Parked):
+            self.counts["wait"] += 1  # already stored by the handler's wait
+            return
         if outcome is None:
             logger.warning(
                 "job %s: lease lost (expired or reclaimed); its result was dropped",
@@ -480,31 +505,43 @@ class Worker:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    def _report_progress(self, job_id: int, progress: int, message: str | None) -> None:
-        """Coalesce progress: one writer per job, always writing the latest value."""
-        fresh = job_id not in self._progress
-        self._progress[job_id] = (progress, message)
+    def _report(self, job_id: int, kind: str, value: Any) -> None:
+        """Coalesce progress and output writes: one writer per job and kind, always writing
+        the latest value (never an older one last)."""
+        fresh = (job_id, kind) not in self._reports
+        self._reports[job_id, kind] = value
         if fresh:
-            self._spawn(self._write_progress(job_id))
+            self._spawn(self._write_report(job_id, kind))
 
-    async def _write_progress(self, job_id: int) -> None:
+    async def _write_report(self, job_id: int, kind: str) -> None:
+        key = (job_id, kind)
         try:
-            while (running := self._running.get(job_id)) is not None and job_id in self._progress:
-                progress, message = self._progress[job_id]
+            while (running := self._running.get(job_id)) is not None and key in self._reports:
+                value = self._reports[key]
                 try:
-                    await self.queue.backend.set_progress(
-                        worker_id=self.worker_id,
-                        lease=running.lease,
-                        progress=progress,
-                        message=message,
-                        now=self.queue.now(),
-                    )
+                    await self._store_report(running, kind, value)
                 except AgentQueueError as error:
-                    logger.warning("job %s: progress not saved: %s", job_id, error)
-                if self._progress.get(job_id) == (progress, message):
+                    logger.warning("job %s: %s not saved: %s", job_id, kind, error)
+                if self._reports.get(key) is value:
                     break
         finally:
-            self._progress.pop(job_id, None)
+            self._reports.pop(key, None)
+
+    async def _store_report(self, running: Running, kind: str, value: Any) -> None:
+        store, now = self.queue.backend, self.queue.now()
+        if kind == "progress":
+            progress, message = value
+            await store.set_progress(
+                worker_id=self.worker_id,
+                lease=running.lease,
+                progress=progress,
+                message=message,
+                now=now,
+            )
+        else:
+            await store.set_output(
+                worker_id=self.worker_id, lease=running.lease, output=value, now=now
+            )
 
     # -- leases ------------------------------------------------------------------------------
     async def _pause(self, seconds: float) -> bool:
@@ -562,15 +599,6 @@ class Worker:
                 else:
                     keep.append(claimed)
             lane.ready = keep
-
-    async def _rescue_loop(self) -> None:
-        while await self._pause(self.rescue_interval):
-            try:
-                await self.queue.backend.rescue_expired(now=self.queue.now())
-            except AgentQueueError as error:
-                logger.warning("rescue sweep failed: %s", error)
-            except Exception:  # the sweep must outlive any one failure
-                logger.exception("rescue sweep failed unexpectedly; retrying next interval")
 
     # -- shutdown ----------------------------------------------------------------------------
     async def _wait_running(self, timeout: float | None) -> None:

@@ -51,3 +51,31 @@ def work_sync(task: Task, ctx: JobContext) -> dict[str, Any]:
         raise RuntimeError("asked to fail")
     _log(ctx, "done")
     return {"pid": os.getpid()}
+
+
+class Flow(BaseModel):
+    """A durable workflow: step one, a sleep, a slow step two, a token, step three."""
+
+    wait_seconds: float = 1.0
+    step_two_ms: int = 1500
+
+
+async def _effect(ctx: JobContext, name: str, before_ms: int = 0) -> str:
+    """A step's side effect, logged once it happened (`started:` first, then `effect:`)."""
+    _log(ctx, f"started:{name}")
+    await asyncio.sleep(before_ms / 1000)
+    _log(ctx, f"effect:{name}")
+    return name
+
+
+@queue.handler("workflow", description="Three steps around a durable sleep and a token wait.")
+async def workflow(flow: Flow, ctx: JobContext) -> dict[str, Any]:
+    """Each step's effect must show up in the ledger exactly once, whatever gets killed."""
+    one = await ctx.step("one", lambda: _effect(ctx, "one"))
+    await ctx.wait_for(flow.wait_seconds)
+    two = await ctx.step("two", lambda: _effect(ctx, "two", flow.step_two_ms))
+    token = await ctx.create_token(timeout=120)
+    await ctx.step("announce", lambda: _log(ctx, f"token:{token.id}"))
+    answer = await ctx.wait_for_token(token)
+    three = await ctx.step("three", lambda: _effect(ctx, "three"))
+    return {"steps": [one, two, three], "answer": answer.data}
