@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentqueue.models import ErrorRecord, Job, JobEvent, JobTypeInfo
+from agentqueue.models import ErrorRecord, Job, JobEvent, JobTypeInfo, Token
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -20,7 +20,7 @@ _INTS = ("id", "priority", "attempts", "max_attempts", "progress")
 _TIMES = ("run_at", "created_at", "updated_at", "started_at", "completed_at", "lease_expires_at")
 _JSON = ("payload", "output", "error_history", "tags")
 _FLOATS = ("timeout", "retry_delay", "retry_delay_max")
-_BOOLS = ("retry_backoff", "cancel_requested")
+_BOOLS = ("retry_backoff", "cancel_requested", "force_kill_on_timeout")
 
 
 def micros(value: datetime) -> int:
@@ -83,7 +83,7 @@ def job_from_hash(fields: dict[str, str]) -> Job:
         name: value
         for name, value in fields.items()
         if name in ("queue", "job_type", "status", "locked_by", "last_error", "failure_reason")
-        or name in ("idempotency_key", "progress_message")
+        or name in ("idempotency_key", "progress_message", "waiting_for")
     }
     for name in _INTS:
         if name in fields:
@@ -100,6 +100,30 @@ def job_from_hash(fields: dict[str, str]) -> Job:
     for name in _BOOLS:
         values[name] = fields.get(name) == "1"
     return Job.model_validate(values)
+
+
+def token_from_flat(flat: list[str]) -> Token:
+    """Build a `Token` from its hash as a flat list (field, value, field, value …)."""
+    return token_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def token_from_hash(fields: dict[str, str]) -> Token:
+    """Build a `Token` from its hash (the `step` field is only the memo key: not shown)."""
+    values: dict[str, Any] = {"id": fields["id"], "status": fields["status"]}
+    if "job_id" in fields:
+        values["job_id"] = int(fields["job_id"])
+    for name in ("created_at", "expires_at", "completed_at"):
+        if name in fields:
+            values[name] = from_micros(fields[name])
+    for name in ("data", "tags"):
+        if name in fields:
+            values[name] = json.loads(fields[name])
+    return Token.model_validate(values)
+
+
+def token_reply(text: str) -> Token:
+    """Build a `Token` from a script's reply: its hash as a JSON array (field, value, …)."""
+    return token_from_flat(json.loads(text))
 
 
 def event_from_entry(entry_id: str, fields: dict[str, str]) -> JobEvent:

@@ -1,4 +1,5 @@
--- cancel_job: pending/waiting -> cancelled; processing -> cancel requested (once).
+-- cancel_job: pending/waiting -> cancelled (indexed in `finished` for the purge);
+-- processing -> cancel requested (once).
 -- ARGV: now, job id, allowed sources (',a,b,').
 -- Returns {event id (0: nothing written), job hash (JSON array)}.
 local now = clock(ARGV[1])
@@ -19,7 +20,17 @@ if status == 'processing' then
   return {eid, job_reply(id)}
 end
 unschedule(id, queue, job_type, f[3])
+if status == 'waiting' then
+  -- Out of the waiting indexes: neither the resume sweep nor its token resumes it now.
+  redis.call('ZREM', key('waiting'), id)
+  local token = redis.call('HGET', jk, 'waiting_for')
+  if token then
+    redis.call('ZREM', key('token_waiters', token), id)
+    redis.call('HDEL', jk, 'waiting_for')
+  end
+end
 redis.call('HSET', jk, 'status', 'cancelled', 'completed_at', int(now), 'updated_at', int(now))
+redis.call('ZADD', key('finished'), int(now), id)
 move_status(id, job_type, status, 'cancelled')
 local eid = emit(id, job_type, queue, 'cancel', 'cancelled', now, cjson.encode({from = status}))
 return {eid, job_reply(id)}

@@ -14,6 +14,7 @@ redis.call('HSET', jk, 'status', 'pending', 'run_at', int(now), 'attempts', '0',
 redis.call('HDEL', jk, 'completed_at', 'locked_by', 'lease_expires_at', 'failure_reason',
   'progress_message')
 redis.call('ZREM', key('leases'), id)
+redis.call('ZREM', key('finished'), id)
 move_status(id, f[1], status, 'pending')
 schedule(id, f[2], f[1], f[3], int(now), now)
 local eid = emit(id, f[1], f[2], 'retry', 'pending', now, cjson.encode({from = status}))
