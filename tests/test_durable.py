@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agentqueue import FrozenClock, JobContext, JobStatus, Queue
-from agentqueue.errors import TokenNotFound, TokenNotPending
+from agentqueue.errors import JobNotFound, TokenNotFound, TokenNotPending
 from agentqueue.models import FOREVER, EventType, TokenStatus
 from agentqueue.testing import run_due_jobs
 from tests.conftest import eventually
@@ -402,7 +402,9 @@ async def test_retention_deletes_old_finished_jobs_only(timed: Queue, clock: Fro
     report = await timed.maintain(keep_finished=7, keep_events=30)
     assert report.deleted_jobs == 1
     assert await timed.get_job(old) is None
-    assert await timed.get_job_events(old) == []
+    with pytest.raises(JobNotFound):
+        await timed.get_job_events(old)
+    assert await timed.backend.job_events(old) == []
     assert await timed.get_steps(old) == {}
     assert (await timed.get_job(fresh)).status is JobStatus.COMPLETED  # type: ignore[union-attr]
     assert (await timed.get_job(waiting_forever)).status is JobStatus.PENDING  # type: ignore[union-attr]
@@ -416,11 +418,18 @@ async def test_old_events_of_kept_jobs_are_deleted_by_event_retention(
     async def noop(payload: dict[str, Any]) -> None:
         return None
 
-    job_id = await timed.add_job("noop")
+    old = await timed.add_job("noop")
     await run_due_jobs(timed)
     clock.advance(days=3)
+    recent = await timed.add_job("noop")
+    await run_due_jobs(timed)
     report = await timed.maintain(keep_finished=30, keep_events=2)
     assert report.deleted_jobs == 0
-    assert report.deleted_events >= 3  # added, claim, complete
-    assert await timed.get_job(job_id) is not None
-    assert await timed.get_job_events(job_id) == []
+    assert report.deleted_events == 3  # added, claim, complete of the old job
+    assert await timed.get_job(old) is not None
+    assert await timed.get_job_events(old) == []
+    assert [e.type for e in await timed.get_job_events(recent)] == [
+        EventType.ADDED,
+        EventType.CLAIM,
+        EventType.COMPLETE,
+    ]

@@ -15,7 +15,7 @@ from agentqueue.errors import InvalidArgument
 
 
 async def test_cpu_bound_handler_is_killed_at_its_deadline(queue: Queue, tmp_path: Path) -> None:
-    queue.handler("spin", force_kill_on_timeout=True, timeout=0.5)(handlers.spin)
+    queue.handler("spin", force_kill_on_timeout=True, timeout=2)(handlers.spin)
     pid_file = tmp_path / "child.pid"
     job_id = await queue.add_job("spin", {"pid_file": str(pid_file)}, max_attempts=1)
     async with running(fast_worker(queue)):
