@@ -311,7 +311,8 @@ class Backend(Protocol):
         With `token_id`, the token is checked in the same transaction: if it is not pending, or
         it is pending but its `expires_at` <= now (then it is marked expired here, an `expired`
         token), the job is not suspended and the token is returned. An unknown token id raises
-        `TokenNotFound`.
+        `TokenNotFound`. A job whose cancel was requested ends `cancelled` instead of waiting
+        (reported as suspended: the handler must stop either way).
         """
         ...
 
@@ -333,7 +334,8 @@ class Backend(Protocol):
 
         With a `job_id` and `step` already used by a token, that token is returned unchanged
         instead (a handler's replay must not mint a second token). Race-free: a unique
-        constraint or an atomic script, never check-then-insert.
+        constraint or an atomic script, never check-then-insert. A `token_id` already taken by
+        another token raises `InvalidArgument`.
         """
         ...
 
@@ -342,8 +344,8 @@ class Backend(Protocol):
     ) -> TokenCompletion:
         """pending -> completed with `data`, and resume the job waiting on it, atomically.
 
-        The waiting job (status `waiting`, `waiting_for` = token_id) goes pending at now with
-        a `resume` event {"token": token_id}. A token past its `expires_at` (<= now) is expired
+        Every job waiting on it (status `waiting`, `waiting_for` = token_id) goes pending at
+        now with a `resume` event {"token": token_id}; `resumed_job_id` is the smallest id. A token past its `expires_at` (<= now) is expired
         instead (and its waiting job resumed) and the result is NOT_PENDING. Exactly one of
         any number of concurrent calls completes a token.
         """
@@ -377,8 +379,9 @@ class Backend(Protocol):
         limit: int = 1000,
     ) -> PurgeResult:
         """Delete up to `limit` completed/failed/cancelled jobs whose `completed_at` is before
-        `finished_before` (with their events, steps, tags and tokens), and up to `limit` events
-        older than `events_before`. None skips that part."""
+        `finished_before` (with their events, steps, tags and tokens; their idempotency keys
+        become free), and up to `limit` events older than `events_before`. None skips that
+        part. Tokens created outside any job are kept until deleted by hand."""
         ...
 
     async def next_due(
