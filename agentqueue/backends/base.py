@@ -381,7 +381,7 @@ class Backend(Protocol):
         """Delete up to `limit` completed/failed/cancelled jobs whose `completed_at` is before
         `finished_before` (with their events, steps, tags and tokens; their idempotency keys
         become free), and up to `limit` events older than `events_before`. None skips that
-        part. Tokens created outside any job are kept until deleted by hand."""
+        part. Tokens created outside any job are not purged (yet)."""
         ...
 
     async def next_due(
