@@ -1,4 +1,5 @@
-"""What differs between the SQL engines inside a transaction: row locks and the clock."""
+"""What differs between the SQL engines inside a transaction: row locks, the clock, the event
+feed's order, conflict-free inserts and what deleting events must also clean up."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 from agentqueue.backends.sql.tables import job_events
 from agentqueue.errors import InvalidArgument
@@ -19,6 +21,9 @@ class SqlDialect:
     """
 
     name = "sqlite"
+    reuses_job_ids = True
+    """A new job gets max(id) + 1 (aq_jobs has no AUTOINCREMENT): deleting the job with the
+    highest id would hand that id out again."""
 
     def lock(self, query: sa.Select[Any]) -> sa.Select[Any]:
         """Lock the selected rows for the transaction, skipping rows others hold (claims)."""
@@ -55,3 +60,12 @@ class SqlDialect:
         """Return the cursor of the newest event, or None."""
         latest = conn.execute(sa.select(sa.func.max(job_events.c.id))).scalar()
         return None if latest is None else str(latest)
+
+    def insert_ignoring_conflicts(self, table: sa.Table) -> sa.Insert:
+        """`INSERT … ON CONFLICT DO NOTHING` on any unique constraint of `table`: a row that
+        exists already is left as it is, with no check-then-insert race."""
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    def delete_events(self, conn: sa.Connection, where: sa.ColumnElement[bool]) -> int:
+        """Delete the events matching `where`; return how many."""
+        return conn.execute(sa.delete(job_events).where(where)).rowcount

@@ -108,7 +108,13 @@ def cancel(conn: sa.Connection, row: sa.Row[Any], at: datetime) -> Job:
     return _update(
         conn,
         row,
-        {"status": JobStatus.CANCELLED.value, "completed_at": at, "updated_at": at},
+        # `waiting_for` is set only while waiting: a token completed later resumes nothing.
+        {
+            "status": JobStatus.CANCELLED.value,
+            "completed_at": at,
+            "updated_at": at,
+            "waiting_for": None,
+        },
         event_row(row._mapping, EventType.CANCEL, JobStatus.CANCELLED, at, {"from": status.value}),
     )
 

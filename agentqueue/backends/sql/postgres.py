@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -102,6 +103,7 @@ class PostgresDialect(SqlDialect):
     """Row locks, the database clock and the commit-ordered event feed of PostgreSQL."""
 
     name = "postgresql"
+    reuses_job_ids = False  # sequences never hand out an id twice
 
     def __init__(self) -> None:
         self._offset = timedelta(0)
@@ -190,6 +192,46 @@ class PostgresDialect(SqlDialect):
             sa.select(sa.func.max(job_events.c.id)).where(job_events.c.txid == last.txid)
         ).scalar()
         return f"{last.seq}.{event_id or 0}"
+
+    def insert_ignoring_conflicts(self, table: sa.Table) -> sa.Insert:
+        """`INSERT … ON CONFLICT DO NOTHING`; a concurrent insert of the same key waits for the
+        other transaction and then does nothing."""
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def delete_events(self, conn: sa.Connection, where: sa.ColumnElement[bool]) -> int:
+        """Delete the events matching `where`, then the commit rows no event references any more.
+
+        The feed joins events to their commit row, so a commit left without events is dead
+        weight; a commit that still has events keeps its number, and a cursor stays valid
+        whether or not its own event still exists (the feed compares positions, it never looks
+        the cursor's event up).
+
+        The check runs after the delete, in a statement of its own (one statement would still
+        see the events it deletes), and after locking the commit rows: two purges deleting
+        different events of one commit would otherwise each see the other's (uncommitted)
+        events and both keep the row. Locked, the second waits, then sees both deletions.
+        """
+        deleted = sa.delete(job_events).where(where).returning(job_events.c.txid)
+        txids = conn.execute(deleted).scalars().all()
+        if txids:
+            # One array parameter however many transactions: an expanding IN could pass the
+            # driver's limit of bind parameters.
+            gone = sa.any_(
+                sa.bindparam("txids", sorted(set(txids)), type_=postgresql.ARRAY(sa.BigInteger()))
+            )
+            conn.execute(
+                sa.select(event_commits.c.txid)
+                .where(event_commits.c.txid == gone)
+                .order_by(event_commits.c.txid)  # one lock order: purges never deadlock
+                .with_for_update()
+            )
+            conn.execute(
+                sa.delete(event_commits).where(
+                    event_commits.c.txid == gone,
+                    ~sa.exists().where(job_events.c.txid == event_commits.c.txid),
+                )
+            )
+        return len(txids)
 
 
 class PostgresBackend(SqlBackend):

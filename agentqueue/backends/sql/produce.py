@@ -98,4 +98,8 @@ def job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
         "retry_delay_max": job.retry_delay_max,
         "progress": 0,
         "cancel_requested": False,
+        # Every column, defaults too: PostgreSQL's one-statement insert (pg_statements.INSERT)
+        # writes NULL for a missing key.
+        "force_kill_on_timeout": job.force_kill_on_timeout,
+        "waiting_for": None,
     }

@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agentqueue.backends.sql.tables import job_events, jobs
-from agentqueue.models import ErrorRecord, EventType, Job, JobEvent, JobTypeInfo
+from agentqueue.backends.sql.tables import job_events, jobs, tokens
+from agentqueue.models import ErrorRecord, EventType, Job, JobEvent, JobTypeInfo, Token
 from agentqueue.states import JobStatus
 
 
@@ -27,6 +27,11 @@ def event_from_row(row: sa.Row[Any], cursor: str) -> JobEvent:
 def job_type_from_row(row: sa.Row[Any]) -> JobTypeInfo:
     """Build a `JobTypeInfo` from an `aq_job_types` row."""
     return JobTypeInfo.model_validate(dict(row._mapping))  # pyright: ignore[reportPrivateUsage]
+
+
+def token_from_row(row: sa.Row[Any]) -> Token:
+    """Build a `Token` from a row of `TOKEN_COLUMNS`."""
+    return Token.model_validate(dict(row._mapping))  # pyright: ignore[reportPrivateUsage]
 
 
 def event_row(
@@ -61,3 +66,6 @@ def insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 JOB_COLUMNS = tuple(jobs.c)
 """Every column of `aq_jobs`, for RETURNING and SELECT."""
+
+TOKEN_COLUMNS = tuple(column for column in tokens.c if column.name != "step")
+"""The columns of `aq_tokens` that make a `Token` (the step is only the memo key)."""

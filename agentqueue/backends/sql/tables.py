@@ -5,7 +5,8 @@ that a migrated database matches these tables exactly.
 
 Dialect differences are confined to column types: times are `timestamptz` on PostgreSQL and
 integer epoch microseconds on SQLite (exact, compact, ordered as numbers); JSON is `jsonb` on
-PostgreSQL; ids are SQLite rowid aliases.
+PostgreSQL; ids are SQLite rowid aliases (`AUTOINCREMENT` for events, whose ids must never
+repeat once old ones are purged).
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ jobs = sa.Table(
     sa.Column("progress_message", sa.Text(), nullable=True),
     sa.Column("output", JSONType, nullable=True),
     sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+    sa.Column("force_kill_on_timeout", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # The token a waiting job waits on (None: a durable sleep, or not waiting).
+    sa.Column("waiting_for", sa.String(64), nullable=True),
 )
 
 # The claim reads pending rows in priority order, with or without a queue; both orders are
@@ -137,6 +141,26 @@ IS_PENDING = jobs.c.status == sa.literal_column("'pending'")
 """`status = 'pending'` as a literal, so the claim and next-due queries use the partial index."""
 IS_PROCESSING = jobs.c.status == sa.literal_column("'processing'")
 """`status = 'processing'` as a literal, for the lease index."""
+
+# Waiting jobs: by wake-up time (the supervisor's resume sweep) and by the token they wait on
+# (completing or expiring a token resumes its waiters). Both hold only waiting rows, few.
+_waiting = sa.text("status = 'waiting'")
+sa.Index("aq_jobs_wake", jobs.c.run_at, sqlite_where=_waiting, postgresql_where=_waiting)
+sa.Index(
+    "aq_jobs_waiting_for", jobs.c.waiting_for, sqlite_where=_waiting, postgresql_where=_waiting
+)
+IS_WAITING = jobs.c.status == sa.literal_column("'waiting'")
+"""`status = 'waiting'` as a literal, for the two waiting indexes."""
+
+# Finished jobs by completion time: the purge deletes the oldest first.
+_finished = sa.text("status IN ('completed', 'failed', 'cancelled')")
+sa.Index(
+    "aq_jobs_finished", jobs.c.completed_at, sqlite_where=_finished, postgresql_where=_finished
+)
+IS_FINISHED = jobs.c.status.in_(
+    [sa.literal_column(f"'{status}'") for status in ("completed", "failed", "cancelled")]
+)
+"""`status IN ('completed', 'failed', 'cancelled')` as literals, for the purge index."""
 sa.Index("aq_jobs_type", jobs.c.job_type, jobs.c.id)
 _keyed = sa.text("idempotency_key IS NOT NULL")
 sa.Index(
@@ -169,8 +193,13 @@ job_events = sa.Table(
     sa.Column("data", JSONType, nullable=False),
     # PostgreSQL: the writing transaction's id, joined to aq_event_commits for commit order.
     sa.Column("txid", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    # SQLite: never hand an id out twice, even after the purge deleted the newest events (a
+    # rowid table gives max(id) + 1); the feed's cursor is the id.
+    sqlite_autoincrement=True,
 )
 sa.Index("aq_job_events_job", job_events.c.job_id, job_events.c.id)
+# The purge deletes events older than the retention, oldest first.
+sa.Index("aq_job_events_at", job_events.c.at)
 # Only PostgreSQL joins events to their commits; on SQLite txid is always 0.
 sa.Index("aq_job_events_txid", job_events.c.txid, job_events.c.id).ddl_if(dialect="postgresql")
 
@@ -186,6 +215,65 @@ sa.Index(
     sqlite_where=sa.text("seq IS NULL"),
     postgresql_where=sa.text("seq IS NULL"),
 )
+
+job_steps = sa.Table(
+    "aq_job_steps",
+    metadata,
+    sa.Column("job_id", IdType, sa.ForeignKey("aq_jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+"""Memoized results of `ctx.step()`: a replayed handler reads them instead of redoing the step."""
+
+tokens = sa.Table(
+    "aq_tokens",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    # The job whose handler created the token, and the step it was created in (the memo key of
+    # a replay); no foreign key: tokens made with `Queue.create_token` belong to no job.
+    sa.Column("job_id", IdType, nullable=True),
+    sa.Column("step", sa.String(200), nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("completed_at", UTCDateTime(), nullable=True),
+    sa.Column("data", JSONType, nullable=True),
+    sa.Column("tags", JSONType, nullable=False),
+)
+_owned = sa.text("job_id IS NOT NULL")
+sa.Index(
+    "aq_tokens_job_step",
+    tokens.c.job_id,
+    tokens.c.step,
+    unique=True,
+    sqlite_where=_owned,
+    postgresql_where=_owned,
+)
+_token_pending = sa.text("status = 'pending'")
+sa.Index(
+    "aq_tokens_expiry",
+    tokens.c.expires_at,
+    sqlite_where=_token_pending,
+    postgresql_where=_token_pending,
+)
+sa.Index("aq_tokens_created", tokens.c.created_at, tokens.c.id)
+TOKEN_IS_PENDING = tokens.c.status == sa.literal_column("'pending'")
+"""`status = 'pending'` on tokens as a literal, for the expiry index."""
+
+token_tags = sa.Table(
+    "aq_token_tags",
+    metadata,
+    sa.Column(
+        "token_id",
+        sa.String(64),
+        sa.ForeignKey("aq_tokens.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tag", sa.String(200), primary_key=True),
+)
+"""One row per token tag, so `list_tokens(tags=...)` is a join on both engines, not a JSON scan."""
+sa.Index("aq_token_tags_tag", token_tags.c.tag, token_tags.c.token_id)
 
 job_types = sa.Table(
     "aq_job_types",

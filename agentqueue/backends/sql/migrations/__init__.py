@@ -22,6 +22,7 @@ from agentqueue.backends.sql.migrations import (
     m0002_job_type_defaults,
     m0003_event_commits,
     m0004_due_index,
+    m0005_durable,
 )
 from agentqueue.errors import SchemaMismatch
 
@@ -34,6 +35,7 @@ MIGRATIONS: list[ModuleType] = [
     m0002_job_type_defaults,
     m0003_event_commits,
     m0004_due_index,
+    m0005_durable,
 ]
 LATEST = MIGRATIONS[-1].VERSION
 
