@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentqueue.clock import utc
 from agentqueue.errors import AgentQueueError, InvalidArgument, LeaseLost, TokenNotFound
-from agentqueue.models import FOREVER, Job, Token, TokenResult, TokenStatus
+from agentqueue.models import FOREVER, Job, Token, TokenResult, TokenStatus, check_tags
 from agentqueue.registry import payload_value
 
 if TYPE_CHECKING:
@@ -249,13 +249,17 @@ class JobContext:
         span = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         if span is not None and span <= 0:
             raise InvalidArgument(f"a token timeout must be positive, not {timeout!r}")
+        try:
+            checked_tags = check_tags(list(tags or []))
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
         link = self._require_link("create_token")
         return await link.store.create_token(
             token_id=new_token_id(),
             job_id=self.job.id,
             step=key,
             expires_at=self._now() + timedelta(seconds=span) if span is not None else None,
-            tags=list(tags or []),
+            tags=checked_tags,
             now=link.store_now(),
         )
 
@@ -270,7 +274,7 @@ class JobContext:
         """
         token_id = token.id if isinstance(token, Token) else token
         link = self._require_link("wait_for_token")
-        current = await link.store.get_token(token_id)
+        current = await link.store.get_token(token_id) if plausible_token_id(token_id) else None
         if current is None:
             raise TokenNotFound(token_id)
         if current.status is TokenStatus.PENDING:
@@ -360,9 +364,18 @@ class JobContext:
             self._loop.call_soon_threadsafe(fn, *args)
 
 
+MAX_TOKEN_ID = 64
+
+
 def new_token_id() -> str:
     """Return a fresh, unguessable token id."""
     return "tok_" + secrets.token_urlsafe(18)
+
+
+def plausible_token_id(token_id: object) -> bool:
+    """False for what no store can hold as a token id (so it cannot exist): not a string, empty,
+    or longer than `MAX_TOKEN_ID`."""
+    return isinstance(token_id, str) and 0 < len(token_id) <= MAX_TOKEN_ID
 
 
 def _json_value(data: Any, what: str) -> Any:

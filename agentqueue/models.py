@@ -59,7 +59,8 @@ class ErrorRecord(BaseModel):
     traceback: str | None = None
 
 
-def _check_tags(tags: list[str]) -> list[str]:
+def check_tags(tags: list[str]) -> list[str]:
+    """Return the tags without duplicates (first kept), or raise ValueError for a bad tag."""
     seen: list[str] = []
     for tag in tags:
         if not tag or len(tag) > MAX_TAG_LENGTH:
@@ -83,7 +84,7 @@ class JobOptions(BaseModel):
     )
     run_at: AwareDatetime | None = Field(default=None, description="do not run before this time")
     delay: float | None = Field(default=None, ge=0, description="seconds from now; or run_at")
-    tags: Annotated[list[str], AfterValidator(_check_tags)] = Field(default_factory=list)
+    tags: Annotated[list[str], AfterValidator(check_tags)] = Field(default_factory=list)
     max_attempts: int | None = Field(default=None, ge=1, le=1000)
     retry_delay: float | None = Field(default=None, ge=0, description="seconds before a retry")
     retry_backoff: bool | None = Field(default=None, description="double the delay each attempt")
@@ -217,7 +218,7 @@ class JobEdit(BaseModel):
     payload: Any = None
     priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     run_at: AwareDatetime | None = None
-    tags: Annotated[list[str], AfterValidator(_check_tags)] | None = None
+    tags: Annotated[list[str], AfterValidator(check_tags)] | None = None
     max_attempts: int | None = Field(default=None, ge=1, le=1000)
     retry_delay: float | None = Field(default=None, ge=0)
     retry_backoff: bool | None = None

@@ -15,7 +15,7 @@ from agentqueue import config
 from agentqueue.backends import backend_for, backend_from_url, describe
 from agentqueue.backends.base import Backend, InsertJob, TokenCompletionKind
 from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
-from agentqueue.context import new_token_id
+from agentqueue.context import new_token_id, plausible_token_id
 from agentqueue.errors import (
     InvalidArgument,
     JobNotFound,
@@ -37,6 +37,7 @@ from agentqueue.models import (
     TagMode,
     Token,
     TokenStatus,
+    check_tags,
 )
 from agentqueue.registry import Hook, Registry, build_spec, payload_value, validate_stored
 from agentqueue.states import TERMINAL, JobStatus
@@ -486,9 +487,9 @@ class Queue:
         if span is not None and span <= 0:
             raise InvalidArgument(f"a token timeout must be positive, not {timeout!r}")
         try:
-            checked_tags = NewJob(job_type="token", tags=list(tags or [])).tags
-        except ValidationError as error:
-            raise invalid_from(error, "token") from None
+            checked_tags = check_tags(list(tags or []))
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
         store = await self._store()
         return await store.create_token(
             token_id=new_token_id(),
@@ -513,6 +514,8 @@ class Queue:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise InvalidArgument(f"token data must be plain JSON data: {error}") from None
+        if not plausible_token_id(token_id):
+            raise TokenNotFound(str(token_id))
         store = await self._store()
         result = await store.complete_token(token_id, value, now=self.now())
         if result.kind is TokenCompletionKind.NOT_FOUND:
@@ -524,6 +527,8 @@ class Queue:
 
     async def get_token(self, token_id: str) -> Token | None:
         """Return the token with this id, or None."""
+        if not plausible_token_id(token_id):
+            return None
         return await (await self._store()).get_token(token_id)
 
     async def list_tokens(

@@ -270,6 +270,10 @@ async def test_unknown_tokens_are_typed_errors(timed: Queue) -> None:
     with pytest.raises(TokenNotFound):
         await timed.complete_token("tok_nope", 1)
     assert await timed.get_token("tok_nope") is None
+    too_long = "tok_" + "x" * 300  # no store could hold it: not found, not a store error
+    with pytest.raises(TokenNotFound):
+        await timed.complete_token(too_long, 1)
+    assert await timed.get_token(too_long) is None
 
     @timed.handler("lost")
     async def lost(payload: dict[str, Any], ctx: JobContext) -> None:

@@ -345,9 +345,10 @@ class Backend(Protocol):
         """pending -> completed with `data`, and resume the job waiting on it, atomically.
 
         Every job waiting on it (status `waiting`, `waiting_for` = token_id) goes pending at
-        now with a `resume` event {"token": token_id}; `resumed_job_id` is the smallest id. A token past its `expires_at` (<= now) is expired
-        instead (and its waiting job resumed) and the result is NOT_PENDING. Exactly one of
-        any number of concurrent calls completes a token.
+        now with a `resume` event {"token": token_id}; `resumed_job_id` is the smallest id.
+        A token past its `expires_at` (<= now) is expired instead (and its waiting jobs
+        resumed) and the result is NOT_PENDING. Exactly one of any number of concurrent calls
+        completes a token.
         """
         ...
 
