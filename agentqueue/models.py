@@ -316,6 +316,43 @@ class TokenResult(BaseModel):
     token: Token
 
 
+CRON_NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,200}$"
+
+
+class CronStatus(StrEnum):
+    """Whether a cron schedule fires."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class CronJob(BaseModel):
+    """A stored cron schedule: which job to enqueue at each tick of an expression."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    expression: str
+    """5 fields, 6 with a leading seconds field, or an alias such as @daily."""
+    timezone: str = "UTC"
+    job_type: str
+    payload: Any = Field(default_factory=dict)
+    options: JobOptions = Field(default_factory=JobOptions)
+    """Options of each enqueued job (queue, priority, max_attempts, retry_*, tags, timeout)."""
+    allow_overlap: bool = False
+    """False: skip a tick while the job of the previous tick is still pending/processing/waiting."""
+    dead_letter_job_type: str | None = None
+    status: CronStatus = CronStatus.ACTIVE
+    next_run_at: datetime | None = None
+    """The next tick (UTC); None while paused."""
+    last_run_at: datetime | None = None
+    """The last tick that fired (or was skipped for overlap)."""
+    last_job_id: int | None = None
+    """The job the last fired tick enqueued."""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 class MaintenanceReport(BaseModel):
     """What one supervisor pass did."""
 
@@ -324,6 +361,8 @@ class MaintenanceReport(BaseModel):
     resumed: list[int] = Field(default_factory=list[int])
     """Waiting jobs whose time came (durable sleeps, token waits past the token's expiry)."""
     expired_tokens: list[str] = Field(default_factory=list[str])
+    cron_fired: list[int] = Field(default_factory=list[int])
+    """Jobs enqueued by cron ticks in this pass."""
     deleted_jobs: int = 0
     """Completed, failed and cancelled jobs older than the retention, with their events."""
     deleted_events: int = 0

@@ -23,6 +23,8 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from agentqueue.models import (
+    CronJob,
+    CronStatus,
     ErrorRecord,
     Job,
     JobEdit,
@@ -162,6 +164,18 @@ class PurgeResult:
 
     jobs: int = 0
     events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CronFire:
+    """What `Backend.fire_cron` did for one tick."""
+
+    won: bool
+    """False: another scheduler already moved this schedule past the tick (nothing changed)."""
+    job_id: int | None = None
+    """The job enqueued for the tick (None when not won, or skipped for overlap)."""
+    skipped_overlap: bool = False
+    """The tick was consumed without a job: the previous tick's job is still active."""
 
 
 @runtime_checkable
@@ -383,6 +397,50 @@ class Backend(Protocol):
         `finished_before` (with their events, steps, tags and tokens; their idempotency keys
         become free), and up to `limit` events older than `events_before`. None skips that
         part. Tokens created outside any job are not purged (yet)."""
+        ...
+
+    # -- cron --------------------------------------------------------------------------------
+    async def put_cron_job(self, cron: CronJob, *, now: datetime | None = None) -> CronJob:
+        """Insert or replace the schedule `cron.name` (its definition, status and next_run_at
+        as given); keep `last_run_at`, `last_job_id` and `created_at` of a replaced one."""
+        ...
+
+    async def get_cron_job(self, name: str) -> CronJob | None:
+        """Return the schedule, or None."""
+        ...
+
+    async def list_cron_jobs(self, *, status: CronStatus | None = None) -> list[CronJob]:
+        """Return schedules by name."""
+        ...
+
+    async def remove_cron_job(self, name: str) -> bool:
+        """Delete the schedule (jobs it enqueued stay); False if there was none."""
+        ...
+
+    async def due_cron_jobs(
+        self, *, now: datetime | None = None, limit: int = 100
+    ) -> list[CronJob]:
+        """Return active schedules whose `next_run_at` <= now, earliest first."""
+        ...
+
+    async def fire_cron(
+        self,
+        *,
+        name: str,
+        tick: datetime,
+        next_run_at: datetime | None,
+        job: InsertJob,
+        now: datetime | None = None,
+    ) -> CronFire:
+        """Fire one tick atomically, exactly once however many schedulers race.
+
+        Only if the schedule is active and its `next_run_at` still equals `tick`: set
+        `next_run_at` (None: no further tick), `last_run_at` = tick; then, unless
+        `allow_overlap` is False and the job `last_job_id` is still pending, processing or
+        waiting (then `skipped_overlap`), insert `job` (its `idempotency_key` is
+        "cron:<name>:<tick iso>", so even a replayed tick gives one job) and set `last_job_id`.
+        Otherwise change nothing and return `won=False`.
+        """
         ...
 
     async def next_due(
