@@ -147,6 +147,18 @@ class TokenNotPending(InvalidTransition):
         self.status = status
 
 
+class CronJobNotFound(AgentQueueError):
+    """No cron schedule has the given name."""
+
+    code = "cron_job_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"cron schedule {name!r} does not exist (list_cron_jobs shows them)", name=name
+        )
+        self.name = name
+
+
 class InvalidArgument(AgentQueueError):
     """An argument is out of range or malformed (a negative delay, an unknown filter mode …)."""
 

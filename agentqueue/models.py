@@ -375,6 +375,7 @@ class MaintenanceReport(BaseModel):
             self.rescued
             or self.resumed
             or self.expired_tokens
+            or self.cron_fired
             or self.deleted_jobs
             or self.deleted_events
         )

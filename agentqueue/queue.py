@@ -16,13 +16,17 @@ from agentqueue.backends import backend_for, backend_from_url, describe
 from agentqueue.backends.base import Backend, InsertJob, TokenCompletionKind
 from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
 from agentqueue.context import new_token_id, plausible_token_id
+from agentqueue.cron import CodeSchedule, CronManager, check_name, options_from
 from agentqueue.errors import (
+    CronJobNotFound,
     InvalidArgument,
     JobNotFound,
     TokenNotFound,
     TokenNotPending,
 )
 from agentqueue.models import (
+    CronJob,
+    CronStatus,
     Job,
     JobEdit,
     JobEvent,
@@ -40,6 +44,7 @@ from agentqueue.models import (
     check_tags,
 )
 from agentqueue.registry import Hook, Registry, build_spec, payload_value, validate_stored
+from agentqueue.schedule import CronExpression
 from agentqueue.states import TERMINAL, JobStatus
 
 if TYPE_CHECKING:
@@ -94,6 +99,7 @@ class Queue:
             self.backend = backend_for(target)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.registry = Registry()
+        self._cron = CronManager(self)
         self._migrate = migrate
         self._opened = False
         self._open_lock = asyncio.Lock()
@@ -567,6 +573,130 @@ class Queue:
 
         return Supervisor(self, **settings)
 
+    # -- cron --------------------------------------------------------------------------------
+    async def add_cron_job(
+        self,
+        schedule_name: str,
+        cron_expression: str,
+        job_type: str,
+        payload: Any = None,
+        *,
+        timezone: str = "UTC",
+        allow_overlap: bool = False,
+        dead_letter_job_type: str | None = None,
+        **options: Any,
+    ) -> CronJob:
+        """Store a cron schedule that enqueues `job_type` at each tick (idempotent: the same
+        name replaces the schedule's definition and keeps its history).
+
+        `cron_expression`: 5 fields, 6 with a leading seconds field, or @hourly/@daily/@weekly/
+        @monthly/@yearly; ticks are computed in the IANA `timezone` (DST handled as cron does).
+        `options`: job options of each job (queue, priority, max_attempts, retry_delay,
+        retry_backoff, retry_delay_max, tags, timeout). `allow_overlap=False` skips a tick
+        while the previous tick's job is still active.
+
+        Raises:
+            InvalidArgument: a bad expression, time zone, name, payload or option (nothing is
+                stored).
+        """
+        return await self._cron.put(
+            schedule_name,
+            cron_expression,
+            job_type,
+            payload,
+            timezone=timezone,
+            allow_overlap=allow_overlap,
+            dead_letter_job_type=dead_letter_job_type,
+            options=options_from(options),
+        )
+
+    async def get_cron_job(self, schedule_name: str) -> CronJob | None:
+        """Return the schedule, or None."""
+        await self.open()
+        return await self.backend.get_cron_job(schedule_name)
+
+    async def list_cron_jobs(self, status: CronStatus | str | None = None) -> list[CronJob]:
+        """Return the schedules by name (only active or paused ones with `status`)."""
+        await self.open()
+        wanted = _choice(CronStatus, status, "status") if status is not None else None
+        return await self.backend.list_cron_jobs(status=wanted)
+
+    async def edit_cron_job(self, schedule_name: str, **changes: Any) -> CronJob:
+        """Change a schedule: cron_expression, timezone, job_type, payload, allow_overlap,
+        dead_letter_job_type, or job options (which replace the given options only).
+
+        Raises:
+            CronJobNotFound: no such schedule.
+            InvalidArgument: a bad value (nothing is changed).
+        """
+        cron = await self._cron.require(schedule_name)
+        fields = {
+            "cron_expression": cron.expression,
+            "timezone": cron.timezone,
+            "job_type": cron.job_type,
+            "payload": cron.payload,
+            "allow_overlap": cron.allow_overlap,
+            "dead_letter_job_type": cron.dead_letter_job_type,
+        }
+        option_changes = {k: v for k, v in changes.items() if k not in fields}
+        fields.update({k: v for k, v in changes.items() if k in fields})
+        options = cron.options.model_dump(exclude_unset=True)
+        options.update(option_changes)
+        return await self._cron.put(
+            schedule_name,
+            fields["cron_expression"],
+            fields["job_type"],
+            fields["payload"],
+            timezone=fields["timezone"],
+            allow_overlap=fields["allow_overlap"],
+            dead_letter_job_type=fields["dead_letter_job_type"],
+            options=options_from(options),
+            status=cron.status,
+        )
+
+    async def pause_cron_job(self, schedule_name: str) -> CronJob:
+        """Stop a schedule from firing until `resume_cron_job` (raises CronJobNotFound)."""
+        return await self._cron.set_status(schedule_name, CronStatus.PAUSED)
+
+    async def resume_cron_job(self, schedule_name: str) -> CronJob:
+        """Fire again from the next tick after now (ticks missed while paused are skipped)."""
+        return await self._cron.set_status(schedule_name, CronStatus.ACTIVE)
+
+    async def remove_cron_job(self, schedule_name: str) -> None:
+        """Delete a schedule; jobs it enqueued stay (raises CronJobNotFound)."""
+        await self.open()
+        if not await self.backend.remove_cron_job(schedule_name):
+            raise CronJobNotFound(schedule_name)
+
+    def cron(
+        self,
+        cron_expression: str,
+        *,
+        name: str | None = None,
+        payload: Any = None,
+        timezone: str = "UTC",
+        allow_overlap: bool = False,
+        **options: Any,
+    ) -> Callable[[F], F]:
+        """Declare a schedule on a handler (put it above `@queue.handler(...)`); every worker
+        upserts declared schedules when it starts. `name` defaults to the job type."""
+        CronExpression(cron_expression, timezone)  # refuse a bad one at import time
+
+        def declare(fn: F) -> F:
+            job_type = self.registry.name_of(fn)
+            schedule = check_name(name or job_type)
+            self._cron.declared[schedule] = CodeSchedule(
+                schedule, cron_expression, job_type, payload, timezone, allow_overlap, options
+            )
+            return fn
+
+        return declare
+
+    async def publish_cron_jobs(self) -> None:
+        """Store the schedules declared with `@queue.cron` (workers do this at start)."""
+        await self.open()
+        await self._cron.upsert_declared()
+
     # -- workers -----------------------------------------------------------------------------
     def worker(self, **settings: Any) -> Worker:
         """Return a `Worker` that runs this queue's handlers (see `Worker` for settings)."""
@@ -583,7 +713,7 @@ def _as_list(value: Any) -> list[Any] | None:
     return list(value)
 
 
-E = TypeVar("E", TagMode, ListOrder, TokenStatus)
+E = TypeVar("E", TagMode, ListOrder, TokenStatus, CronStatus)
 
 
 def _choice(kind: type[E], value: Any, name: str) -> E:

@@ -164,6 +164,21 @@ class Registry:
         """Return the handler of a job type, or None."""
         return self._specs.get(name)
 
+    def name_of(self, fn: Callable[..., Any]) -> str:
+        """Return the job type `fn` is the handler of.
+
+        Raises:
+            InvalidArgument: `fn` is not a registered handler (put `@queue.cron` above
+                `@queue.handler`).
+        """
+        for name, spec in self._specs.items():
+            if spec.fn is fn:
+                return name
+        raise InvalidArgument(
+            f"{getattr(fn, '__name__', fn)!r} is not a handler: put @queue.cron(...) above "
+            "@queue.handler(...)"
+        )
+
     def names(self) -> list[str]:
         """Return the registered job types, sorted."""
         return sorted(self._specs)

@@ -2,8 +2,9 @@
 
 Each pass rescues expired leases (the attempt counts; the last one fails the job), resumes
 waiting jobs whose time came, expires tokens past their timeout (their jobs resume and see
-`ok=False`), and, less often, deletes finished jobs and old events past the retention. Every
-step is a conditional write in the store, so two supervisors never do one thing twice. It runs
+`ok=False`), fires due cron ticks (once each, see `cron.py`), and, less often, deletes
+finished jobs and old events past the retention. Every step is a conditional write in the
+store, so two supervisors never do one thing twice. It runs
 inside every `agentqueue worker`, alone as `agentqueue supervisor`, or one pass at a time
 (`Queue.maintain()`, `agentqueue supervisor --once`) from cron or a serverless function.
 """
@@ -83,6 +84,9 @@ class Supervisor:
             rescued=await store.rescue_expired(now=now),
             resumed=await store.resume_due(now=now, limit=self.batch),
             expired_tokens=await store.expire_tokens(now=now, limit=self.batch),
+            cron_fired=await self.queue._cron.fire_due(  # pyright: ignore[reportPrivateUsage]
+                limit=self.batch
+            ),
         )
         if purge and (self.keep_finished or self.keep_events):
             current = now or datetime.now(UTC)
@@ -119,6 +123,7 @@ def _summary(report: MaintenanceReport) -> str:
         f"rescued {len(report.rescued)}" if report.rescued else "",
         f"resumed {len(report.resumed)}" if report.resumed else "",
         f"expired {len(report.expired_tokens)} token(s)" if report.expired_tokens else "",
+        f"fired {len(report.cron_fired)} cron job(s)" if report.cron_fired else "",
         f"deleted {report.deleted_jobs} finished job(s)" if report.deleted_jobs else "",
         f"deleted {report.deleted_events} event(s)" if report.deleted_events else "",
     ]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from agentqueue.cli import admin, jobs, tokens
+from agentqueue.cli import admin, cron, jobs, tokens
 from agentqueue.cli import worker as worker_commands
 from agentqueue.cli.common import AgentQueueGroup
 from agentqueue.cli.demo import demo
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(jobs.app)
 app.add_typer(tokens.app)
+app.add_typer(cron.app)
 app.command("worker")(worker_commands.worker)
 app.command("supervisor")(supervisor)
 app.command("migrate")(admin.migrate)

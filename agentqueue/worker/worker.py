@@ -230,6 +230,7 @@ class Worker:
         await self.queue.open()
         if len(self.queue.registry):
             await self.queue.publish_job_types()
+        await self.queue.publish_cron_jobs()
         self._threads = HandlerThreads()
         self._acks = AckBatcher(
             self.queue.backend,

@@ -34,6 +34,7 @@ def test_supervisor_once_reports_what_it_did(aq: Invoke) -> None:
         "rescued": [],
         "resumed": [],
         "expired_tokens": [],
+        "cron_fired": [],
         "deleted_jobs": 0,
         "deleted_events": 0,
     }
