@@ -72,7 +72,7 @@ def _build_version_4_with_a_job(conn: sa.Connection) -> None:
 
 
 async def _upgraded(backend: SqlBackend) -> None:
-    assert await backend.migrate() == ["0005_durable"]
+    assert (await backend.migrate())[:1] == ["0005_durable"]  # and any later migrations
     job = await backend.get_job(7)
     assert job is not None
     assert (job.force_kill_on_timeout, job.waiting_for, job.tags) == (False, None, ["kept"])

@@ -2,7 +2,8 @@
 
 Every operation is a plain (synchronous) function of one SQLAlchemy `Connection` in
 `produce.py`, `consume.py` and `operate.py`, run as one transaction by `_write` or `_read`; the
-durable-execution operations are in `durable_store.py` (a base class), over the same two.
+durable-execution operations are in `durable_store.py` and the cron operations in
+`cron_store.py` (base classes), over the same two.
 A store subclass decides how a transaction runs: SQLite runs it on a dedicated writer thread
 (one thread hop per transaction instead of one per statement); an async driver can run the same
 function through `AsyncConnection.run_sync`. `SqlDialect` supplies the row locks and the clock.
@@ -32,6 +33,7 @@ from agentqueue.backends.base import (
     Outcome,
 )
 from agentqueue.backends.sql import consume, migrations, operate, produce
+from agentqueue.backends.sql.cron_store import CronStore
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.durable_store import DurableStore
 from agentqueue.backends.sql.rows import event_from_row, job_from_row, job_type_from_row
@@ -51,7 +53,7 @@ T = TypeVar("T")
 Work = Callable[[sa.Connection], T]
 
 
-class SqlBackend(DurableStore, ABC):
+class SqlBackend(DurableStore, CronStore, ABC):
     """Shared implementation of the SQL stores; see the module docstring."""
 
     capabilities = Capabilities()

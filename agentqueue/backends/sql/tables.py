@@ -275,6 +275,38 @@ token_tags = sa.Table(
 """One row per token tag, so `list_tokens(tags=...)` is a join on both engines, not a JSON scan."""
 sa.Index("aq_token_tags_tag", token_tags.c.tag, token_tags.c.token_id)
 
+cron_jobs = sa.Table(
+    "aq_cron_jobs",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("expression", sa.Text(), nullable=False),
+    sa.Column("timezone", sa.String(100), nullable=False),
+    sa.Column("job_type", sa.String(200), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    # The schedule's `JobOptions`, only the fields it set (mode json): loading gives the same
+    # model, fields set included (the core applies handler defaults to the others).
+    sa.Column("options", JSONType, nullable=False),
+    sa.Column("allow_overlap", sa.Boolean(), nullable=False),
+    sa.Column("dead_letter_job_type", sa.String(200), nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("next_run_at", UTCDateTime(), nullable=True),
+    sa.Column("last_run_at", UTCDateTime(), nullable=True),
+    # No foreign key: the purge deletes old jobs, the schedule keeps the id.
+    sa.Column("last_job_id", IdType, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+"""Cron schedules: the job to enqueue at each tick, and the next tick (`next_run_at`)."""
+_cron_active = sa.text("status = 'active'")
+sa.Index(
+    "aq_cron_jobs_due",
+    cron_jobs.c.next_run_at,
+    sqlite_where=_cron_active,
+    postgresql_where=_cron_active,
+)
+CRON_IS_ACTIVE = cron_jobs.c.status == sa.literal_column("'active'")
+"""`status = 'active'` on schedules as a literal, for the due index."""
+
 job_types = sa.Table(
     "aq_job_types",
     metadata,

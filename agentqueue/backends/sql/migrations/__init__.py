@@ -23,6 +23,7 @@ from agentqueue.backends.sql.migrations import (
     m0003_event_commits,
     m0004_due_index,
     m0005_durable,
+    m0006_cron,
 )
 from agentqueue.errors import SchemaMismatch
 
@@ -36,6 +37,7 @@ MIGRATIONS: list[ModuleType] = [
     m0003_event_commits,
     m0004_due_index,
     m0005_durable,
+    m0006_cron,
 ]
 LATEST = MIGRATIONS[-1].VERSION
 

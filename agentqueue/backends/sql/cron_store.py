@@ -1,0 +1,101 @@
+"""The cron half of `SqlBackend`: store, read and remove schedules, find due ones, fire a tick.
+
+Each method runs one transaction function or statement of `cron.py` through the store's
+`_write` / `_read`, like the rest of `SqlBackend`; finding due schedules is a read, so a pass
+with nothing due never takes SQLite's write lock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+import sqlalchemy as sa
+
+from agentqueue.backends.base import CronFire, InsertJob
+from agentqueue.backends.sql import cron
+from agentqueue.backends.sql.dialect import SqlDialect
+from agentqueue.models import CronJob, CronStatus
+
+_T = TypeVar("_T")
+_Work = Callable[[sa.Connection], _T]
+
+
+class CronStore(ABC):
+    """The cron methods of the `Backend` protocol over SQL (a base of `SqlBackend`, which
+    supplies the transactions and the clock)."""
+
+    dialect = SqlDialect()  # the store's own (a subclass sets it)
+
+    @abstractmethod
+    async def _write(self, work: _Work[_T]) -> _T:
+        """Run `work` in one write transaction and commit it."""
+
+    @abstractmethod
+    async def _read(self, work: _Work[_T]) -> _T:
+        """Run `work` on a connection for reads."""
+
+    @abstractmethod
+    def _at(self, conn: sa.Connection, now: datetime | None) -> datetime:
+        """Return `now`, or the store's clock when it is None."""
+
+    async def put_cron_job(self, cron_job: CronJob, *, now: datetime | None = None) -> CronJob:
+        """See `Backend.put_cron_job`."""
+        return await self._write(lambda conn: cron.put(conn, cron_job, self._at(conn, now)))
+
+    async def get_cron_job(self, name: str) -> CronJob | None:
+        """See `Backend.get_cron_job`."""
+        query = cron.get_statement(name)
+
+        def read(conn: sa.Connection) -> CronJob | None:
+            row = conn.execute(query).first()
+            return cron.cron_from_row(row) if row is not None else None
+
+        return await self._read(read)
+
+    async def list_cron_jobs(self, *, status: CronStatus | None = None) -> list[CronJob]:
+        """See `Backend.list_cron_jobs`."""
+        query = cron.list_statement(status)
+        return await self._read(
+            lambda conn: [cron.cron_from_row(row) for row in conn.execute(query)]
+        )
+
+    async def remove_cron_job(self, name: str) -> bool:
+        """See `Backend.remove_cron_job`."""
+        return await self._write(lambda conn: cron.remove(conn, name))
+
+    async def due_cron_jobs(
+        self, *, now: datetime | None = None, limit: int = 100
+    ) -> list[CronJob]:
+        """See `Backend.due_cron_jobs`."""
+        if limit <= 0:
+            return []
+        return await self._read(
+            lambda conn: [
+                cron.cron_from_row(row)
+                for row in conn.execute(cron.due_statement(self._at(conn, now), limit))
+            ]
+        )
+
+    async def fire_cron(
+        self,
+        *,
+        name: str,
+        tick: datetime,
+        next_run_at: datetime | None,
+        job: InsertJob,
+        now: datetime | None = None,
+    ) -> CronFire:
+        """See `Backend.fire_cron`: one transaction (`cron.fire`)."""
+        return await self._write(
+            lambda conn: cron.fire(
+                conn,
+                name=name,
+                tick=tick,
+                next_run_at=next_run_at,
+                job=job,
+                at=self._at(conn, now),
+            )
+        )
