@@ -93,11 +93,14 @@ class CronManager:
         expr = CronExpression(expression, timezone)
         # The same checks as add_job (type name, payload against the handler or the stored
         # schema, options), so a schedule can never enqueue a job add_job would refuse.
-        await self.queue._resolve(  # pyright: ignore[reportPrivateUsage]
-            NewJob(
-                job_type=job_type, payload=payload if payload is not None else {}, **_set(options)
-            )
-        )
+        body = payload if payload is not None else {}
+        try:
+            job = NewJob(job_type=job_type, payload=body, **_set(options))
+        except ValidationError as error:
+            from agentqueue.queue import invalid_from  # the queue module imports this one
+
+            raise invalid_from(error, "cron job") from None
+        await self.queue._resolve(job)  # pyright: ignore[reportPrivateUsage]
         backend = await self._backend()
         existing = await backend.get_cron_job(name)
         now = self.queue.clock.now()
