@@ -353,6 +353,20 @@ class CronJob(BaseModel):
     updated_at: datetime | None = None
 
 
+class BulkResult(BaseModel):
+    """What a bulk operation matched and changed (with `dry_run`: what it would change)."""
+
+    dry_run: bool
+    matched: int = 0
+    """Jobs the filter matched in the states the operation applies to."""
+    changed: int = 0
+    """Jobs changed (0 with dry_run)."""
+    skipped: list[int] = Field(default_factory=list[int])
+    """Jobs that moved on between listing and change (completed meanwhile, say)."""
+    sample: list[Job] = Field(default_factory=list[Job])
+    """Up to 10 of the jobs, as they are after the change (before it, with dry_run)."""
+
+
 class MaintenanceReport(BaseModel):
     """What one supervisor pass did."""
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from agentqueue import config
+from agentqueue import bulk, config
 from agentqueue.backends import backend_for, backend_from_url, describe
 from agentqueue.backends.base import Backend, InsertJob, TokenCompletionKind
 from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -25,6 +25,7 @@ from agentqueue.errors import (
     TokenNotPending,
 )
 from agentqueue.models import (
+    BulkResult,
     CronJob,
     CronStatus,
     Job,
@@ -46,6 +47,9 @@ from agentqueue.models import (
 from agentqueue.registry import Hook, Registry, build_spec, payload_value, validate_stored
 from agentqueue.schedule import CronExpression
 from agentqueue.states import TERMINAL, JobStatus
+
+CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING})
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
 if TYPE_CHECKING:
     from agentqueue.supervisor import Supervisor
@@ -480,6 +484,47 @@ class Queue:
                 after=event.cursor, limit=1, job_id=job_id
             ):
                 return
+
+    # -- bulk --------------------------------------------------------------------------------
+    async def cancel_jobs(self, *, dry_run: bool = False, **filters: Any) -> BulkResult:
+        """Cancel every pending, waiting or processing job matching `filters` (the filters of
+        `list_jobs`); with `dry_run`, only count them and return a sample."""
+        return await bulk.apply(
+            self, CANCELLABLE, filters, lambda job: self.cancel_job(job.id), dry_run=dry_run
+        )
+
+    async def retry_jobs(self, *, dry_run: bool = False, **filters: Any) -> BulkResult:
+        """Retry every failed or cancelled job matching `filters` (a redrive: each keeps its
+        configuration, attempts start again); with `dry_run`, only preview."""
+        return await bulk.apply(
+            self, RETRYABLE, filters, lambda job: self.retry_job(job.id), dry_run=dry_run
+        )
+
+    async def edit_pending_jobs(
+        self, changes: dict[str, Any], *, dry_run: bool = False, **filters: Any
+    ) -> BulkResult:
+        """Apply `changes` (the fields of `edit_job`) to every pending job matching `filters`.
+
+        Raises:
+            InvalidArgument: `changes` is empty or invalid (checked before any job changes).
+        """
+        if not changes:
+            raise InvalidArgument("edit_pending_jobs needs at least one field to change")
+        try:
+            JobEdit.model_validate(
+                {**changes, "payload": payload_value(changes["payload"])}
+                if "payload" in changes
+                else changes
+            )
+        except ValidationError as error:
+            raise invalid_from(error, "changes") from None
+        return await bulk.apply(
+            self,
+            frozenset({JobStatus.PENDING}),
+            filters,
+            lambda job: self.edit_job(job.id, **dict(changes)),
+            dry_run=dry_run,
+        )
 
     # -- durable execution -------------------------------------------------------------------
     async def create_token(

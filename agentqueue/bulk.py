@@ -1,0 +1,80 @@
+"""Bulk operations with a preview: cancel, retry or edit every job a filter matches.
+
+Each job is changed by its own atomic store operation (the same as `cancel_job`, `retry_job`,
+`edit_job`), so a bulk call never half-applies one job; a job that moved on between the listing
+and its change (it completed, say) is skipped and reported, not an error. `dry_run=True` changes
+nothing and returns how many jobs would change and a sample of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from agentqueue.errors import InvalidArgument, InvalidTransition, JobNotFound
+from agentqueue.models import BulkResult, Job
+from agentqueue.states import JobStatus
+
+if TYPE_CHECKING:
+    from agentqueue.queue import Queue
+
+SAMPLE = 10
+"""Jobs shown in a result's sample."""
+PAGE = 500
+
+
+async def matching(
+    queue: Queue, statuses: frozenset[JobStatus], filters: dict[str, Any]
+) -> AsyncIterator[Job]:
+    """Yield jobs matching `filters` whose status is one of `statuses` (oldest first)."""
+    given = filters.pop("status", None)
+    if given is not None:
+        try:
+            wanted = {JobStatus(s) for s in ([given] if isinstance(given, str) else given)}
+        except ValueError as error:
+            raise InvalidArgument(f"bad status filter: {error}") from None
+        unknown = wanted - statuses
+        if unknown:
+            names = ", ".join(sorted(s.value for s in statuses))
+            raise InvalidArgument(
+                f"status {', '.join(sorted(s.value for s in unknown))} does not apply here; "
+                f"this operation changes jobs that are {names}"
+            )
+        statuses = frozenset(wanted)
+    cursor: str | None = None
+    while True:
+        page = await queue.list_jobs(
+            status=sorted(statuses), order="oldest", limit=PAGE, cursor=cursor, **filters
+        )
+        for job in page.items:
+            yield job
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+async def apply(
+    queue: Queue,
+    statuses: frozenset[JobStatus],
+    filters: dict[str, Any],
+    change: Callable[[Job], Awaitable[Job]],
+    *,
+    dry_run: bool,
+) -> BulkResult:
+    """Run `change` on every matching job (or only count them with `dry_run`)."""
+    result = BulkResult(dry_run=dry_run)
+    async for job in matching(queue, statuses, dict(filters)):
+        result.matched += 1
+        if dry_run:
+            if len(result.sample) < SAMPLE:
+                result.sample.append(job)
+            continue
+        try:
+            changed = await change(job)
+        except (InvalidTransition, JobNotFound):
+            result.skipped.append(job.id)
+            continue
+        result.changed += 1
+        if len(result.sample) < SAMPLE:
+            result.sample.append(changed)
+    return result
