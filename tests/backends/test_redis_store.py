@@ -189,18 +189,24 @@ async def test_no_warning_under_noeviction_and_none_when_config_is_disabled(
 
 
 class CommandLog:
-    """Counts the commands a store's pool sends, by name."""
+    """Counts the commands a store's connections send, by name (the first of a pipeline)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, queue: Queue) -> None:
         self.names: list[str] = []
         client = backend_of(queue)._db.redis  # pyright: ignore[reportPrivateUsage]
-        original = client.execute_command
+        connection_class = client.connection_pool.connection_class
+        original = connection_class.send_packed_command
 
-        async def execute_command(*args: Any, **options: Any) -> Any:
-            self.names.append(str(args[0]).upper())
-            return await original(*args, **options)
+        async def send_packed_command(
+            connection: Any, command: Any, *args: Any, **options: Any
+        ) -> Any:
+            packed = command if isinstance(command, bytes) else b"".join(command)
+            words = packed.split(b"\r\n")[2:5:2]  # *n, $len, NAME, $len, ARG
+            name = words[0].decode().upper()
+            self.names.append(f"{name} {words[1].decode().upper()}" if name == "SCRIPT" else name)
+            return await original(connection, command, *args, **options)
 
-        monkeypatch.setattr(client, "execute_command", execute_command)
+        monkeypatch.setattr(connection_class, "send_packed_command", send_packed_command)
 
     def count(self, name: str) -> int:
         return sum(1 for n in self.names if n == name)
@@ -292,8 +298,98 @@ async def test_cancelled_waiters_leave_the_watcher_working_and_close_is_prompt(
         await producer.add_job("hello")
         async with asyncio.timeout(1):
             assert await waiter is True
-        async with asyncio.timeout(2):  # the watcher is blocked in XREAD right now
+        async with asyncio.timeout(2):  # the watcher is blocked reading its channel right now
             await worker_side.close()
+
+
+async def wake_on_insert(watching: Queue, producer: Queue) -> None:
+    """An insert by `producer` wakes a waiter of `watching` within a second."""
+    token = watching.backend.change_token()
+    waiter = asyncio.ensure_future(watching.backend.wait_for_change(5.0, since=token))
+    await asyncio.sleep(0.05)
+    assert not waiter.done(), "woke without a change"
+    await producer.add_job("hello")
+    async with asyncio.timeout(1):
+        assert await waiter is True
+
+
+async def test_every_writing_script_announces_its_last_event_id_once(
+    rq: Queue, raw: aioredis.Redis
+) -> None:
+    channel = backend_of(rq)._db.keys.changes  # pyright: ignore[reportPrivateUsage]
+    listener = raw.pubsub()
+    await listener.ssubscribe(channel)
+    try:
+        assert (await listener.get_message(timeout=1))["type"] == "ssubscribe"  # type: ignore[index]
+        await rq.add_jobs([{"job_type": "x"}, {"job_type": "x"}, {"job_type": "y"}])
+        await rq.backend.claim(worker_id="w", queue=None, job_types=None, limit=2, lease_seconds=30)
+        await rq.backend.claim(
+            worker_id="w", queue="none", job_types=None, limit=2, lease_seconds=30
+        )
+        announced = []
+        while (message := await listener.get_message(timeout=0.5)) is not None:
+            announced.append(int(message["data"]))
+        # three `added` events in one script, then two `claim` events; the empty claim is quiet
+        assert announced == [3, 5]
+    finally:
+        await listener.aclose()
+
+
+async def test_a_quiet_watcher_pings_and_a_reset_counter_still_wakes_waiters(
+    redis_url: str, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentqueue.backends.redis import events
+
+    monkeypatch.setattr(events, "QUIET_S", 0.1)
+    async with Queue(redis_url) as worker_side, Queue(redis_url) as producer:
+        await producer.add_jobs([{"job_type": "warm-up"}] * 5)
+        await caught_up(worker_side, producer)
+        await asyncio.sleep(0.5)  # several quiet periods: pinged, not replaced
+        await wake_on_insert(worker_side, producer)
+        # As after a flush or a restart without persistence: event ids start again from 1,
+        # below what the watcher knows. Its periodic read of the counter notices.
+        keys = backend_of(producer)._db.keys  # pyright: ignore[reportPrivateUsage]
+        await raw.delete(keys.next_event_id, keys.events)
+        await asyncio.sleep(0.5)
+        assert worker_side.backend.change_token() == 0
+        await wake_on_insert(worker_side, producer)
+
+
+async def test_a_store_on_a_resp2_client_wakes_like_one_on_resp3(redis_url: str) -> None:
+    mine = aioredis.Redis.from_url(REDIS_URL, protocol=2)
+    try:
+        backend = RedisBackend.from_client(mine, prefix=parse_url(redis_url).prefix)
+        async with Queue(backend=backend) as worker_side, Queue(redis_url) as producer:
+            await producer.add_job("warm-up")
+            await caught_up(worker_side, producer)
+            await wake_on_insert(worker_side, producer)
+    finally:
+        await mine.aclose()
+
+
+async def test_next_due_after_a_claim_needs_no_round_trip_until_an_event_is_seen(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Queue(redis_url) as worker_side, Queue(redis_url) as producer:
+        store = worker_side.backend
+        later = await fetch(producer, await producer.add_job("later", delay=60))
+        await caught_up(worker_side, producer)
+        log = CommandLog(monkeypatch, worker_side)  # counts every connection of this process
+        assert (
+            await store.claim(worker_id="w", queue=None, job_types=None, limit=1, lease_seconds=30)
+            == []
+        )
+        assert log.names == ["EVALSHA"]
+        assert await store.next_due(queue=None, job_types=None) == later.run_at
+        assert log.names == ["EVALSHA"]  # the claim's reply carried it
+        assert await store.next_due(queue="other", job_types=None) is None  # another filter
+        assert len(log.names) == 2
+        # A newer event (another process's insert): the claim's answer may be stale, ask again.
+        sooner = await fetch(producer, await producer.add_job("sooner", delay=30))
+        await caught_up(worker_side, producer)
+        sent = len(log.names)
+        assert await store.next_due(queue=None, job_types=None) == sooner.run_at
+        assert len(log.names) == sent + 1
 
 
 async def test_claims_filtered_by_several_job_types_keep_priority_order(rq: Queue) -> None:

@@ -4,7 +4,8 @@ Every write operation is one Lua script call (`scripts/*.lua`), so each is atomi
 its job events in the same step; reads are plain commands. The data model is in `keys.py`,
 the encoding of values in `codec.py`; the operations are split like the SQL store's:
 `produce.py` (enqueue), `consume.py` (claim, heartbeat, outcomes, rescue), `operate.py`
-(operator reads and changes), `events.py` (the feed and the wake-ups), `registry.py`.
+(operator reads and changes), `events.py` (the feed and the wake-ups), `registry.py`, and
+`durable.py` (steps, waits, tokens, retention).
 
 Time is Redis' own clock (`TIME`, read inside the scripts) unless the caller passes `now`, so
 leases agree across machines. Needs Redis 7.0 or newer with `maxmemory-policy noeviction`
@@ -25,8 +26,11 @@ from agentqueue.backends.base import (
     InsertResult,
     Lease,
     Outcome,
+    PurgeResult,
+    SuspendResult,
+    TokenCompletion,
 )
-from agentqueue.backends.redis import consume, events, operate, produce, registry, schema
+from agentqueue.backends.redis import consume, durable, events, operate, produce, registry, schema
 from agentqueue.backends.redis.client import RedisClient, options_from_client
 from agentqueue.backends.redis.events import ChangeWatcher
 from agentqueue.backends.redis.keys import DEFAULT_PREFIX, RedisOptions, parse_url
@@ -39,6 +43,8 @@ from agentqueue.models import (
     JobTypeInfo,
     ListOrder,
     QueueStats,
+    Token,
+    TokenStatus,
 )
 
 
@@ -56,6 +62,8 @@ class RedisBackend:
         Anything but `noeviction` can silently delete jobs; opening logs a warning."""
         self._client: RedisClient | None = None
         self._watcher: ChangeWatcher | None = None
+        self._due: dict[tuple[Any, ...], consume.Due] = {}
+        """`next_due` per claim filter as the last claim saw it (see `next_due`)."""
 
     @classmethod
     def from_url(cls, url: str) -> RedisBackend:
@@ -104,6 +112,7 @@ class RedisBackend:
 
     async def close(self) -> None:
         """See `Backend.close`."""
+        self._due.clear()
         watcher, self._watcher = self._watcher, None
         client, self._client = self._client, None
         if watcher is not None:
@@ -149,7 +158,7 @@ class RedisBackend:
         """See `Backend.claim`."""
         if limit <= 0:
             return []
-        jobs, event_id = await consume.claim(
+        jobs, _last_event, due = await consume.claim(
             self._db,
             worker_id=worker_id,
             queue=queue,
@@ -158,7 +167,9 @@ class RedisBackend:
             lease_seconds=lease_seconds,
             now=now,
         )
-        self._seen(event_id)
+        # The counter covers this claim's own events and any other commit before it.
+        self._seen(due.as_of)
+        self._due[consume.filter_key(queue, job_types)] = due
         return jobs
 
     async def heartbeat(
@@ -204,10 +215,144 @@ class RedisBackend:
         self._seen(event_id)
         return held
 
+    async def set_output(
+        self, *, worker_id: str, lease: Lease, output: Any, now: datetime | None = None
+    ) -> bool:
+        """See `Backend.set_output`."""
+        held, event_id = await durable.set_output(
+            self._db, worker_id=worker_id, lease=lease, output=output, now=now
+        )
+        self._seen(event_id)
+        return held
+
+    # -- durable execution -------------------------------------------------------------------
+    async def load_steps(self, job_id: int) -> dict[str, Any]:
+        """See `Backend.load_steps`."""
+        return await durable.load_steps(self._db, job_id)
+
+    async def save_step(
+        self,
+        *,
+        worker_id: str,
+        lease: Lease,
+        name: str,
+        value: Any,
+        now: datetime | None = None,
+    ) -> bool:
+        """See `Backend.save_step`."""
+        held, event_id = await durable.save_step(
+            self._db, worker_id=worker_id, lease=lease, name=name, value=value, now=now
+        )
+        self._seen(event_id)
+        return held
+
+    async def suspend(
+        self,
+        *,
+        worker_id: str,
+        lease: Lease,
+        until: datetime,
+        token_id: str | None = None,
+        now: datetime | None = None,
+    ) -> SuspendResult:
+        """See `Backend.suspend`."""
+        result, event_id = await durable.suspend(
+            self._db, worker_id=worker_id, lease=lease, until=until, token_id=token_id, now=now
+        )
+        self._seen(event_id)
+        return result
+
+    async def resume_due(self, *, now: datetime | None = None, limit: int = 1000) -> list[int]:
+        """See `Backend.resume_due`."""
+        if limit <= 0:
+            return []
+        resumed, event_id = await durable.resume_due(self._db, now, limit)
+        self._seen(event_id)
+        return resumed
+
+    async def create_token(
+        self,
+        *,
+        token_id: str,
+        job_id: int | None,
+        step: str | None,
+        expires_at: datetime | None,
+        tags: Sequence[str],
+        now: datetime | None = None,
+    ) -> Token:
+        """See `Backend.create_token`."""
+        return await durable.create_token(
+            self._db,
+            token_id=token_id,
+            job_id=job_id,
+            step=step,
+            expires_at=expires_at,
+            tags=tags,
+            now=now,
+        )
+
+    async def complete_token(
+        self, token_id: str, data: Any, *, now: datetime | None = None
+    ) -> TokenCompletion:
+        """See `Backend.complete_token`."""
+        result, event_id = await durable.complete_token(self._db, token_id, data, now)
+        self._seen(event_id)
+        return result
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """See `Backend.get_token`."""
+        return await durable.get_token(self._db, token_id)
+
+    async def list_tokens(
+        self,
+        *,
+        status: Sequence[TokenStatus] | None = None,
+        tags: Sequence[str] | None = None,
+        job_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Token]:
+        """See `Backend.list_tokens`."""
+        return await durable.list_tokens(
+            self._db, status=status, tags=tags, job_id=job_id, limit=limit
+        )
+
+    async def expire_tokens(self, *, now: datetime | None = None, limit: int = 1000) -> list[str]:
+        """See `Backend.expire_tokens`."""
+        if limit <= 0:
+            return []
+        expired, event_id = await durable.expire_tokens(self._db, now, limit)
+        self._seen(event_id)
+        return expired
+
+    async def purge(
+        self,
+        *,
+        finished_before: datetime | None,
+        events_before: datetime | None,
+        limit: int = 1000,
+    ) -> PurgeResult:
+        """See `Backend.purge`."""
+        if limit <= 0 or (finished_before is None and events_before is None):
+            return PurgeResult()
+        return await durable.purge(
+            self._db, finished_before=finished_before, events_before=events_before, limit=limit
+        )
+
     async def next_due(
         self, *, queue: str | None, job_types: Sequence[str] | None
     ) -> datetime | None:
-        """See `Backend.next_due` (for due jobs: the run_at of the next one in claim order)."""
+        """See `Backend.next_due` (for due jobs: the run_at of the next one in claim order).
+
+        A worker asks right after a claim that came back short. The claim's reply carries the
+        answer as of its event counter; while this process has seen no newer event (and its
+        watcher is subscribed, so it would have), that is still the answer, without a round
+        trip. An event whose message is still on its way is no loss: it wakes the waiter, which
+        claims and asks again.
+        """
+        known = self._due.get(consume.filter_key(queue, job_types))
+        watcher = self._watcher
+        if known and watcher and watcher.live and known.as_of == watcher.latest:
+            return known.run_at
         return await consume.next_due(self._db, queue=queue, job_types=job_types)
 
     def change_token(self) -> int:

@@ -34,6 +34,19 @@ def from_micros(value: int | str) -> datetime:
     return EPOCH + timedelta(microseconds=int(value))
 
 
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
+def due_from_micros(value: int | str) -> datetime:
+    """Like `from_micros`, for a time read from a sorted-set score (a double, exact only to
+    2**53 us): one past the last datetime (year 9999) is the last datetime."""
+    try:
+        return from_micros(value)
+    except OverflowError:
+        return _FIRST if int(value) < 0 else _LAST
+
+
 def duration_us(seconds: float) -> int:
     """Return a duration in whole microseconds, rounded as `timedelta` rounds it."""
     return micros(EPOCH + timedelta(seconds=seconds))

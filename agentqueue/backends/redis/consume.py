@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +36,9 @@ async def claim(
     limit: int,
     lease_seconds: float,
     now: datetime | None,
-) -> tuple[list[Job], int]:
-    """Claim due jobs; return them in claim order and the last event id (0: none)."""
+) -> tuple[list[Job], int, Due]:
+    """Claim due jobs; return them in claim order, the last event id (0: none) and what
+    `next_due` would answer for the same filter right after the claim."""
     types = list(dict.fromkeys(job_types or ()))  # a type named twice would be taken twice
     args = [
         codec.now_arg(now),
@@ -47,8 +49,24 @@ async def claim(
         *types,
     ]
     reply = await client.run("claim", args)
-    jobs = [codec.job_reply(text) for text in reply[1:]]
-    return jobs, int(reply[0])
+    jobs = [codec.job_reply(text) for text in reply[3:]]
+    due = Due(int(reply[1]), codec.due_from_micros(reply[2]) if reply[2] else None)
+    return jobs, int(reply[0]), due
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """`next_due` of one claim filter, as of an event counter."""
+
+    as_of: int
+    """The newest event id when it was read: it holds until an event newer than that."""
+    run_at: datetime | None
+    """The earliest run_at of a pending job the filter could take (None: no such job)."""
+
+
+def filter_key(queue: str | None, job_types: Sequence[str] | None) -> tuple[Any, ...]:
+    """One key per claim filter (the job types as a claim takes them: ordered, each once)."""
+    return (queue, *dict.fromkeys(job_types or ()))
 
 
 def _lease_args(leases: Sequence[Lease]) -> list[str]:
@@ -207,4 +225,4 @@ async def next_due(
     for scheduled, ready in zip(replies[::2], replies[1::2], strict=True):
         found += [int(score) for _member, score in scheduled]
         found += [int(member.split(":", 1)[0]) for member in ready]
-    return codec.from_micros(min(found)) if found else None
+    return codec.due_from_micros(min(found)) if found else None

@@ -9,11 +9,20 @@ is the list `{p}:job:<id>:events` of its event ids.
 Filters by job type or queue read the stream in batches and filter here: O(events scanned).
 A filter by job id reads that job's list: O(its events).
 
-Wake-ups: one `ChangeWatcher` per store blocks in `XREAD BLOCK` on a dedicated connection and
-wakes every waiting task when a newer event appears, whichever process wrote it. Waiters wait
-on an in-process signal, not on Redis: a worker cancels its wait every time it wakes (a claim
-slot freed, a stop), and a cancelled blocking read would cost a reconnect; one blocked
-connection serves every waiter of the process (worker lanes, event feeds, subscriptions).
+Wake-ups: every writing script ends by publishing the newest event id it wrote on the shard
+channel `{p}:changes` (SPUBLISH; `announce()` in `_lib.lua`), once per script. One
+`ChangeWatcher` per store subscribes to it on a dedicated connection and wakes every waiting
+task when a newer id arrives, whichever process wrote it. Subscribed first, then one read of the
+event counter: a commit before the subscription is in the counter, any later one in a message,
+so no change falls between the two (the same read after every reconnect). Messages are pushed:
+nothing is re-armed or read back after a wake, and the message is the id itself.
+
+Waiters wait on an in-process signal, not on Redis: a worker cancels its wait every time it wakes
+(a claim slot freed, a stop), and a cancelled read would cost a reconnect; one connection serves
+every waiter of the process (worker lanes, event feeds, subscriptions). Every `QUIET_S` the
+watcher reads the counter again (ids that started again from 1 after a flush or a restart
+without persistence wake no one otherwise), and after `QUIET_S` of silence it pings its
+connection (no reply either: it reconnects).
 """
 
 from __future__ import annotations
@@ -28,15 +37,17 @@ from redis.exceptions import RedisError
 
 from agentqueue.backends.redis import codec
 from agentqueue.backends.redis.client import RedisClient
-from agentqueue.errors import InvalidArgument
+from agentqueue.errors import AgentQueueError, InvalidArgument
 from agentqueue.models import JobEvent
 
 logger = logging.getLogger(__name__)
 
 SCAN_BATCH = 500
 """Stream entries read per round trip when filtering by job type or queue."""
-BLOCK_MS = 5_000
-"""Longest single blocking read; the watcher then re-arms (and notices a dead connection)."""
+QUIET_S = 5.0
+"""A watcher that heard nothing for this long pings its connection (and replaces it when the
+reply does not come either); it also reads the event counter again this often."""
+_MESSAGES = ("smessage", "message")
 
 
 def event_id(cursor: str | None) -> int:
@@ -116,8 +127,8 @@ class ChangeWatcher:
     """Knows the newest event id this process has seen and wakes waiters when it grows.
 
     Writes of this process report their event ids (`seen`) and wake local waiters at once; a
-    background task blocked in XREAD reports everyone else's. Start it with `start()` from the
-    loop that waits.
+    background task subscribed to the `changes` channel reports everyone else's. Start it with
+    `start()` from the loop that waits.
     """
 
     def __init__(self, client: RedisClient, latest: int) -> None:
@@ -126,6 +137,9 @@ class ChangeWatcher:
         """The newest event id known to be committed."""
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.live = False
+        """Subscribed and caught up: `latest` follows every other process's commits (each a
+        message away)."""
 
     def seen(self, event_id: int) -> None:
         """Record a committed event id; wake every waiter when it is new."""
@@ -138,7 +152,7 @@ class ChangeWatcher:
         changed.set()
 
     def start(self) -> None:
-        """Start the blocking reader on the running loop (once)."""
+        """Start the subscriber on the running loop (once)."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._watch(), name="agentqueue-redis-watch"
@@ -158,46 +172,83 @@ class ChangeWatcher:
             return False
         return True
 
+    async def _catch_up(self) -> None:
+        """Read the event counter: everything up to it is committed (the scripts write both)."""
+        newest = int(await self._client.call(lambda r: r.get(self._client.keys.next_event_id)) or 0)
+        if newest < self.latest:
+            # The server lost its data (a restart without persistence, a flush): ids start
+            # again from 1, so wait for events from there (a write of this process racing the
+            # read also lands here: a spurious wake-up, allowed).
+            self.latest = newest
+            self._wake()
+        self.seen(newest)
+
     async def _watch(self) -> None:
-        # The dedicated connection runs nothing but this loop's commands, one at a time.
-        # No socket timeout on it: redis-py bounds sends with `asyncio.wait_for` then, which on
-        # Python 3.11 can swallow a cancellation; the read below has its own bound instead.
+        # A dedicated connection, subscribed to the channel and used for nothing else. No socket
+        # timeout on it: redis-py bounds sends with `asyncio.wait_for` then, which on Python
+        # 3.11 can swallow a cancellation; reads below have their own bound instead.
         redis = self._client.connect(dedicated=True)
-        keys = self._client.keys
+        loop = asyncio.get_running_loop()
         pause = 0.05
         lost = False
         try:
             while True:
                 try:
-                    # Everything up to the counter is committed (the scripts write both), so
-                    # one read of it covers a burst of events instead of reading each one.
-                    newest = int(await redis.get(keys.next_event_id) or 0)
+                    await redis.initialize()  # takes the connection once; it reconnects itself
+                    conn = redis.connection
+                    assert conn is not None
+                    # Subscribed first, then the counter read: an event committed before the
+                    # subscription took effect is in the counter, any later one in a message.
+                    await conn.send_command("SSUBSCRIBE", self._client.keys.changes)
+                    if await self._read(conn) is None:
+                        raise TimeoutError(f"no reply to SSUBSCRIBE in {QUIET_S:.0f} s")
+                    await self._catch_up()
+                    self.live = True
                     if lost:
                         logger.info("event watcher reconnected to Redis at %s", self._client.where)
                         lost = False
-                    if newest < self.latest:
-                        # The server lost its data (a restart without persistence): ids start
-                        # again from 1, so wait for events from there (a write of this process
-                        # racing the read also lands here: a spurious wake-up, allowed).
-                        self.latest = newest
-                        self._wake()
-                    self.seen(newest)
-                    # Bounded, so a connection that died silently is replaced.
-                    async with asyncio.timeout(BLOCK_MS / 1000 + 5):
-                        await redis.xread(
-                            {keys.events: f"{self.latest}-0"}, count=1, block=BLOCK_MS
-                        )
                     pause = 0.05
-                except (RedisError, TimeoutError) as error:
+                    await self._listen(conn, loop)
+                except (RedisError, AgentQueueError, OSError, TimeoutError) as error:
+                    self.live = False
                     if not lost:  # once per outage, not once per retry
                         logger.warning("event watcher lost Redis, retrying: %s", error)
                         lost = True
+                    if redis.connection is not None:
+                        # Reconnects on its next command, subscribed to nothing.
+                        await redis.connection.disconnect(nowait=True)
                     self._wake()  # waiters re-check; a spurious wake-up is allowed
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 2.0)
         finally:
+            self.live = False
             with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await redis.aclose()
+
+    async def _listen(self, conn: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """Take messages until the connection fails (raises)."""
+        check_at = loop.time() + QUIET_S
+        pinged = False
+        while True:
+            if await self._read(conn) is not None:
+                pinged = False
+            elif pinged:  # not even a reply to the PING: the connection is dead
+                raise TimeoutError(f"no reply from Redis in {2 * QUIET_S:.0f} s")
+            else:  # quiet for QUIET_S seconds
+                await conn.send_command("PING")
+                pinged = True
+            if loop.time() >= check_at:
+                # After a flush, ids start again below `latest`: no message would wake anyone.
+                await self._catch_up()
+                check_at = loop.time() + QUIET_S
+
+    async def _read(self, conn: Any) -> Any:
+        """Return the next reply or message (None: nothing within QUIET_S); a message announces
+        a new event id."""
+        reply = await conn.read_response(timeout=QUIET_S, push_request=True)
+        if type(reply) is list and len(reply) == 3 and reply[0] in _MESSAGES:
+            self.seen(int(reply[2]))
+        return reply
 
     async def stop(self) -> None:
         """Cancel the blocking read and close its connection."""

@@ -11,6 +11,7 @@ build the same names (`scripts/_lib.lua`); this module builds them for reads.
 | `{p}:job:<id>` | hash | one job's fields (times in epoch microseconds, JSON as text) |
 | `{p}:job:<id>:events` | list | the job's event ids, oldest first |
 | `{p}:events` | stream | every event, entry id `<event id>-0` |
+| `{p}:changes` | shard channel | not a key: each writing script publishes its last event id |
 | `{p}:idem:<len>:<job_type>:<key>` | string | job id of an idempotency key |
 | `{p}:all`, `{p}:status:<s>`, `{p}:type:<t>` | zset | job ids (score = id), for `list_jobs` |
 | `{p}:queue:<q>`, `{p}:tag:<tag>` | zset | job ids (score = id), for `list_jobs` |
@@ -19,6 +20,16 @@ build the same names (`scripts/_lib.lua`); this module builds them for reads.
 | `{p}:sched:<variant>` | zset | pending jobs not yet due, score run_at, member id |
 | `{p}:leases` | zset | processing job ids by lease expiry |
 | `{p}:types`, `{p}:types_updated_at` | hash | the job-type registry |
+| `{p}:waiting` | zset | waiting job ids by wake-up time (`run_at`), for `resume_due` |
+| `{p}:finished` | zset | completed, failed and cancelled job ids by completed_at, for `purge` |
+| `{p}:job:<id>:steps` | hash | the job's memoized steps: name -> JSON |
+| `{p}:job:<id>:tokens` | zset | ids of the tokens the job created (score = created_at) |
+| `{p}:job:<id>:token_steps` | hash | step -> id of the token the job created in it (the memo) |
+| `{p}:token:<id>` | hash | one token's fields (times in epoch microseconds, JSON as text) |
+| `{p}:token_waiters:<id>` | zset | ids of the jobs waiting on a token (score = id) |
+| `{p}:tokens`, `{p}:token_status:<s>` | zset | token ids (score = created_at), for `list_tokens` |
+| `{p}:token_tag:<tag>` | zset | token ids (score = created_at), for `list_tokens` |
+| `{p}:token_expiry` | zset | pending token ids by expires_at (if set), for `expire_tokens` |
 
 A ready or scheduled job is in four sets, one per claim filter (`<variant>`): `all`, `q:<queue>`,
 `t:<job_type>` and `qt:<len(queue)>:<queue>:<job_type>`.
@@ -101,11 +112,14 @@ class Keys:
         self.schema = self._key("schema")
         self.next_event_id = self._key("next_event_id")
         self.events = self._key("events")
+        self.changes = self._key("changes")
+        """The shard channel (SPUBLISH) of new event ids; in the keys' Cluster slot."""
         self.all = self._key("all")
         self.counts = self._key("counts")
         self.leases = self._key("leases")
         self.types = self._key("types")
         self.types_updated_at = self._key("types_updated_at")
+        self.waiting = self._key("waiting")
 
     def _key(self, *parts: str | int) -> str:
         return ":".join((self.tag, *(str(part) for part in parts)))
@@ -133,6 +147,14 @@ class Keys:
     def tag_ids(self, tag: str) -> str:
         """Ids of the jobs carrying one tag."""
         return self._key("tag", tag)
+
+    def job_steps(self, job_id: int) -> str:
+        """The hash of one job's memoized steps."""
+        return self._key("job", job_id, "steps")
+
+    def token(self, token_id: str) -> str:
+        """The hash of one token."""
+        return self._key("token", token_id)
 
     def variant(self, kind: str, queue: str | None, job_type: str | None) -> str:
         """The `ready` or `sched` set serving a claim filter (queue and/or one job type)."""

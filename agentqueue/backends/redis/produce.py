@@ -11,7 +11,7 @@ from agentqueue.backends.redis.client import RedisClient
 
 
 def _job_args(job: InsertJob) -> list[str]:
-    """The 13 script arguments of one job (see insert.lua)."""
+    """The 14 script arguments of one job (see insert.lua)."""
     # With an explicit run_at the client adds the delay: exact for any date, where Lua's
     # doubles are exact only for a few centuries around 1970.
     run_at = (
@@ -33,6 +33,7 @@ def _job_args(job: InsertJob) -> list[str]:
         codec.number(job.retry_delay_max),
         codec.number(job.timeout),
         job.idempotency_key or "",
+        codec.flag(job.force_kill_on_timeout),
     ]
 
 

@@ -93,6 +93,12 @@ local function move_status(id, job_type, from, to)
   redis.call('HINCRBY', key('counts'), to .. ':' .. job_type, 1)
 end
 
+-- The newest event id this script wrote, as text (nil: none). The loader runs each writing
+-- script's body as a function, then `announce()` publishes this id once on the `changes` shard
+-- channel, which every process's change watcher subscribes to (events.py): one small message
+-- per script, however many events it wrote.
+local last_event = nil
+
 -- Write one job event: the next event id, an entry `<id>-0` of the events stream (so the
 -- stream id is the feed cursor) and the id in the job's own history list.
 local function emit(id, job_type, queue, type, status, at, data)
@@ -100,7 +106,15 @@ local function emit(id, job_type, queue, type, status, at, data)
   redis.call('XADD', key('events'), eid .. '-0', 'job_id', id, 'job_type', job_type,
     'queue', queue, 'type', type, 'status', status, 'at', int(at), 'data', data)
   redis.call('RPUSH', key('job', id, 'events'), eid)
+  last_event = eid
   return eid
+end
+
+-- Called by the loader after the body: announce the script's events, if it wrote any.
+local function announce()
+  if last_event then
+    redis.call('SPUBLISH', key('changes'), last_event)
+  end
 end
 
 -- A worker write applies only while the job is processing under that worker and attempt.
@@ -170,6 +184,8 @@ local function apply_outcome(id, kind, o, now, event_type)
   move_status(id, job_type, status, to)
   if run_at then
     schedule(id, queue, job_type, f[3], int(run_at), now)
+  else
+    redis.call('ZADD', key('finished'), int(now), id)  -- ended: the purge's index
   end
   return emit(id, job_type, queue, event_type or EVENT[kind], to, now, o.data)
 end

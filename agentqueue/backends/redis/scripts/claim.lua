@@ -1,7 +1,11 @@
 -- claim: promote due scheduled jobs, then take up to `limit` ready jobs in claim order
 -- (priority desc, run_at, id) for one queue (or any) and some job types (or all).
 -- ARGV: now, worker, limit, lease (us), queue ('' = any), then the job types (none = all).
--- Returns {last event id (0: none), job 1 (JSON array of its hash), job 2, ...} in claim order.
+-- Returns {last event id (0: none), event counter, next due, job 1 (JSON array of its hash),
+-- job 2, ...} in claim order. The event counter is the newest event id when the claim ran
+-- (every event up to it is in the state the claim saw); next due is the earliest run_at (us) of
+-- a pending job this filter could still take after the claim ('' when none): the answer of
+-- next_due() for the same filter until another event is written.
 local now = clock(ARGV[1])
 local worker, limit, lease, queue = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 
@@ -14,20 +18,26 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('sched', 'all'), '-inf', int
   schedule(id, f[1], f[2], f[3], f[4], now)
 end
 
--- The ready set serving this filter; with job types, the head of one set per type, merged.
-local sources = {}
-if #ARGV < 6 then
-  table.insert(sources, queue == '' and key('ready', 'all') or key('ready', 'q', queue))
-else
-  for i = 6, #ARGV do
-    local job_type = ARGV[i]
-    if queue == '' then
-      table.insert(sources, key('ready', 't', job_type))
-    else
-      table.insert(sources, key('ready', 'qt', #queue .. ':' .. queue, job_type))
+-- The ready (or scheduled) set serving this filter; with job types, one set per type.
+local function filter_sets(kind)
+  local sets = {}
+  if #ARGV < 6 then
+    table.insert(sets, queue == '' and key(kind, 'all') or key(kind, 'q', queue))
+  else
+    for i = 6, #ARGV do
+      local job_type = ARGV[i]
+      if queue == '' then
+        table.insert(sets, key(kind, 't', job_type))
+      else
+        table.insert(sets, key(kind, 'qt', #queue .. ':' .. queue, job_type))
+      end
     end
   end
+  return sets
 end
+
+-- With job types, the head of each type's set, merged.
+local sources = filter_sets('ready')
 local heads = {}
 for _, source in ipairs(sources) do
   local found = redis.call('ZRANGE', source, 0, limit - 1, 'WITHSCORES')
@@ -44,7 +54,7 @@ if #sources > 1 then
   end)
 end
 
-local out = {0}
+local out = {0, 0, ''}
 local until_us = int(now + lease)
 for i = 1, math.min(limit, #heads) do
   local id = int(tonumber(string.sub(heads[i][2], 18)))
@@ -67,4 +77,25 @@ for i = 1, math.min(limit, #heads) do
     table.insert(out, job_reply(id))
   end
 end
+
+-- What next_due() would answer now: the next ready job's run_at (from its member), else the
+-- earliest scheduled one.
+local due = nil
+for _, source in ipairs(sources) do
+  local head = redis.call('ZRANGE', source, 0, 0)[1]
+  if head then
+    local run_at = tonumber(string.sub(head, 1, 16))
+    if due == nil or run_at < due then
+      due = run_at
+    end
+  end
+end
+for _, k in ipairs(filter_sets('sched')) do
+  local head = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')[2]
+  if head and (due == nil or tonumber(head) < due) then
+    due = tonumber(head)
+  end
+end
+out[2] = redis.call('GET', key('next_event_id')) or '0'
+out[3] = due and int(due) or ''
 return out

@@ -1,8 +1,8 @@
 -- insert_jobs: store a batch of jobs, all in this one call.
--- ARGV: now, count, then per job 13 values: job_type, queue, payload (JSON), priority,
+-- ARGV: now, count, then per job 14 values: job_type, queue, payload (JSON), priority,
 -- run_at ('' = now, else final epoch us), delay (us, added when run_at is ''), tags (JSON),
 -- max_attempts, retry_delay, retry_backoff ('1'/'0'), retry_delay_max (''= none),
--- timeout ('' = none), idempotency_key ('' = none).
+-- timeout ('' = none), idempotency_key ('' = none), force_kill_on_timeout ('1'/'0').
 -- Returns {last event id (0: none), id1, created1, id2, created2, ...}.
 --
 -- Index writes are gathered per key and written with one ZADD / HINCRBY per key for the
@@ -11,7 +11,7 @@ local now = clock(ARGV[1])
 local at = int(now)
 local count = tonumber(ARGV[2])
 local function arg(i, n)
-  return ARGV[3 + i * 13 + n]
+  return ARGV[3 + i * 14 + n]
 end
 
 -- Pass 1: idempotency keys. One key per (job type, idempotency key), read and written in this
@@ -84,6 +84,9 @@ for i = 0, count - 1 do
     if arg(i, 11) ~= '' then
       table.insert(fields, 'timeout'); table.insert(fields, arg(i, 11))
     end
+    if arg(i, 13) == '1' then
+      table.insert(fields, 'force_kill_on_timeout'); table.insert(fields, '1')
+    end
     if ikey ~= '' then
       table.insert(fields, 'idempotency_key'); table.insert(fields, ikey)
       redis.call('SET', key('idem', #job_type .. ':' .. job_type, ikey), id)
@@ -126,7 +129,8 @@ for field, n in pairs(counts) do
   redis.call('HINCRBY', key('counts'), field, n)
 end
 
-local out = {int(next_eid)}
+last_event = int(next_eid)
+local out = {last_event}
 for i = 0, count - 1 do
   local found = known[i]
   if not found then
