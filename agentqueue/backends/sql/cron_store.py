@@ -15,7 +15,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from agentqueue.backends.base import CronFire, InsertJob
-from agentqueue.backends.sql import cron
+from agentqueue.backends.sql import cron as cron_sql
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.models import CronJob, CronStatus
 
@@ -41,30 +41,35 @@ class CronStore(ABC):
     def _at(self, conn: sa.Connection, now: datetime | None) -> datetime:
         """Return `now`, or the store's clock when it is None."""
 
-    async def put_cron_job(self, cron_job: CronJob, *, now: datetime | None = None) -> CronJob:
+    async def put_cron_job(
+        self,
+        cron: CronJob,  # the protocol's parameter name (the module is imported as cron_sql)
+        *,
+        now: datetime | None = None,
+    ) -> CronJob:
         """See `Backend.put_cron_job`."""
-        return await self._write(lambda conn: cron.put(conn, cron_job, self._at(conn, now)))
+        return await self._write(lambda conn: cron_sql.put(conn, cron, self._at(conn, now)))
 
     async def get_cron_job(self, name: str) -> CronJob | None:
         """See `Backend.get_cron_job`."""
-        query = cron.get_statement(name)
+        query = cron_sql.get_statement(name)
 
         def read(conn: sa.Connection) -> CronJob | None:
             row = conn.execute(query).first()
-            return cron.cron_from_row(row) if row is not None else None
+            return cron_sql.cron_from_row(row) if row is not None else None
 
         return await self._read(read)
 
     async def list_cron_jobs(self, *, status: CronStatus | None = None) -> list[CronJob]:
         """See `Backend.list_cron_jobs`."""
-        query = cron.list_statement(status)
+        query = cron_sql.list_statement(status)
         return await self._read(
-            lambda conn: [cron.cron_from_row(row) for row in conn.execute(query)]
+            lambda conn: [cron_sql.cron_from_row(row) for row in conn.execute(query)]
         )
 
     async def remove_cron_job(self, name: str) -> bool:
         """See `Backend.remove_cron_job`."""
-        return await self._write(lambda conn: cron.remove(conn, name))
+        return await self._write(lambda conn: cron_sql.remove(conn, name))
 
     async def due_cron_jobs(
         self, *, now: datetime | None = None, limit: int = 100
@@ -74,8 +79,8 @@ class CronStore(ABC):
             return []
         return await self._read(
             lambda conn: [
-                cron.cron_from_row(row)
-                for row in conn.execute(cron.due_statement(self._at(conn, now), limit))
+                cron_sql.cron_from_row(row)
+                for row in conn.execute(cron_sql.due_statement(self._at(conn, now), limit))
             ]
         )
 
@@ -88,9 +93,9 @@ class CronStore(ABC):
         job: InsertJob,
         now: datetime | None = None,
     ) -> CronFire:
-        """See `Backend.fire_cron`: one transaction (`cron.fire`)."""
+        """See `Backend.fire_cron`: one transaction (`cron_sql.fire`)."""
         return await self._write(
-            lambda conn: cron.fire(
+            lambda conn: cron_sql.fire(
                 conn,
                 name=name,
                 tick=tick,
