@@ -4,8 +4,9 @@ Every write operation is one Lua script call (`scripts/*.lua`), so each is atomi
 its job events in the same step; reads are plain commands. The data model is in `keys.py`,
 the encoding of values in `codec.py`; the operations are split like the SQL store's:
 `produce.py` (enqueue), `consume.py` (claim, heartbeat, outcomes, rescue), `operate.py`
-(operator reads and changes), `events.py` (the feed and the wake-ups), `registry.py`, and
-`durable.py` (steps, waits, tokens, retention).
+(operator reads and changes), `events.py` (the feed and the wake-ups), `registry.py`,
+`durable.py` (steps, waits, tokens, retention), and `cron.py` (schedules: the cron methods, in
+its `CronStore` base class).
 
 Time is Redis' own clock (`TIME`, read inside the scripts) unless the caller passes `now`, so
 leases agree across machines. Needs Redis 7.0 or newer with `maxmemory-policy noeviction`
@@ -32,6 +33,7 @@ from agentqueue.backends.base import (
 )
 from agentqueue.backends.redis import consume, durable, events, operate, produce, registry, schema
 from agentqueue.backends.redis.client import RedisClient, options_from_client
+from agentqueue.backends.redis.cron import CronStore
 from agentqueue.backends.redis.events import ChangeWatcher
 from agentqueue.backends.redis.keys import DEFAULT_PREFIX, RedisOptions, parse_url
 from agentqueue.errors import InvalidArgument
@@ -48,7 +50,7 @@ from agentqueue.models import (
 )
 
 
-class RedisBackend:
+class RedisBackend(CronStore):
     """The Redis store; see the module docstring."""
 
     capabilities = Capabilities(

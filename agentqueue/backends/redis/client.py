@@ -39,6 +39,9 @@ T = TypeVar("T")
 DURABLE_SCRIPTS = ("suspend", "resume", "create_token", "complete_token", "expire_tokens")
 """Scripts of waits and tokens: `_durable.lua` (their shared helpers) is prepended to them too."""
 
+INSERT_SCRIPTS = ("insert", "cron_fire")
+"""Scripts that insert jobs: `_insert.lua` (storing one new job) is prepended to them too."""
+
 SCRIPTS = (
     "insert",
     "claim",
@@ -56,6 +59,10 @@ SCRIPTS = (
     "read_tokens",
     "purge",
     *DURABLE_SCRIPTS,
+    "cron_put",
+    "cron_remove",
+    "cron_fire",
+    "read_cron_due",
 )
 
 
@@ -121,6 +128,8 @@ def script_source(name: str) -> str:
     body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     if name in DURABLE_SCRIPTS:
         body = folder.joinpath("_durable.lua").read_text(encoding="utf-8") + "\n" + body
+    if name in INSERT_SCRIPTS:
+        body = folder.joinpath("_insert.lua").read_text(encoding="utf-8") + "\n" + body
     # The shebang must be the first line: it makes Redis refuse a whole writing script when out
     # of memory (instead of failing between two of its writes); readers may run on replicas.
     if name.startswith("read_"):

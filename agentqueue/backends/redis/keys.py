@@ -30,6 +30,9 @@ build the same names (`scripts/_lib.lua`); this module builds them for reads.
 | `{p}:tokens`, `{p}:token_status:<s>` | zset | token ids (score = created_at), for `list_tokens` |
 | `{p}:token_tag:<tag>` | zset | token ids (score = created_at), for `list_tokens` |
 | `{p}:token_expiry` | zset | pending token ids by expires_at (if set), for `expire_tokens` |
+| `{p}:cron:<name>` | hash | one cron schedule's fields (times in epoch us, JSON as text) |
+| `{p}:crons` | zset | schedule names (score 0: by name), for `list_cron_jobs` |
+| `{p}:cron_due` | zset | active schedule names by next_run_at, for `due_cron_jobs` |
 
 A ready or scheduled job is in four sets, one per claim filter (`<variant>`): `all`, `q:<queue>`,
 `t:<job_type>` and `qt:<len(queue)>:<queue>:<job_type>`.
@@ -120,6 +123,8 @@ class Keys:
         self.types = self._key("types")
         self.types_updated_at = self._key("types_updated_at")
         self.waiting = self._key("waiting")
+        self.crons = self._key("crons")
+        self.cron_due = self._key("cron_due")
 
     def _key(self, *parts: str | int) -> str:
         return ":".join((self.tag, *(str(part) for part in parts)))
@@ -155,6 +160,10 @@ class Keys:
     def token(self, token_id: str) -> str:
         """The hash of one token."""
         return self._key("token", token_id)
+
+    def cron(self, name: str) -> str:
+        """The hash of one cron schedule."""
+        return self._key("cron", name)
 
     def variant(self, kind: str, queue: str | None, job_type: str | None) -> str:
         """The `ready` or `sched` set serving a claim filter (queue and/or one job type)."""
