@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -115,7 +116,7 @@ class CronManager:
                 allow_overlap=allow_overlap,
                 dead_letter_job_type=dead_letter_job_type,
                 status=status,
-                next_run_at=expr.next_after(now) if status is CronStatus.ACTIVE else None,
+                next_run_at=_next_run(existing, expr, timezone, status, now),
                 last_run_at=existing.last_run_at if existing else None,
                 last_job_id=existing.last_job_id if existing else None,
                 created_at=existing.created_at if existing else None,
@@ -206,6 +207,28 @@ class CronManager:
                 # A schedule paused by an operator stays paused across deploys.
                 status=existing.status if existing else CronStatus.ACTIVE,
             )
+
+
+def _next_run(
+    existing: CronJob | None,
+    expr: CronExpression,
+    timezone: str,
+    status: CronStatus,
+    now: datetime,
+) -> datetime | None:
+    """The next tick of a stored schedule: kept when its timing did not change, so replacing
+    a schedule (a worker start re-declaring it, a re-run add) never drops a tick that is due
+    but not fired yet; else the first tick after now."""
+    if status is not CronStatus.ACTIVE:
+        return None
+    if (
+        existing is not None
+        and existing.status is CronStatus.ACTIVE
+        and existing.next_run_at is not None
+        and (existing.expression, existing.timezone) == (expr.expression, timezone)
+    ):
+        return existing.next_run_at
+    return expr.next_after(now)
 
 
 def _set(options: JobOptions) -> dict[str, Any]:

@@ -121,6 +121,16 @@ async def test_each_tick_fires_one_job_and_missed_ticks_fire_once(
     assert len(await _jobs(timed)) == 2
 
 
+async def test_redeclaring_a_schedule_keeps_a_due_tick(timed: Queue, clock: FrozenClock) -> None:
+    await timed.add_cron_job("every-minute", "* * * * *", "report")
+    clock.set(datetime(2030, 1, 7, 9, 30, tzinfo=UTC))  # down since 08:59; 09:00 is due
+    again = await timed.add_cron_job("every-minute", "* * * * *", "report", priority=2)
+    assert again.next_run_at == datetime(2030, 1, 7, 8, 59, tzinfo=UTC)
+    assert len((await timed.maintain()).cron_fired) == 1
+    moved = await timed.edit_cron_job("every-minute", cron_expression="*/5 * * * *")
+    assert moved.next_run_at == datetime(2030, 1, 7, 9, 35, tzinfo=UTC)
+
+
 async def test_a_tick_is_skipped_while_the_previous_job_is_still_active(
     timed: Queue, clock: FrozenClock
 ) -> None:
@@ -180,7 +190,8 @@ async def test_dst_ticks_in_berlin(timed: Queue, clock: FrozenClock) -> None:
         datetime(2030, 4, 1, 0, 30, tzinfo=UTC),
     ]
     clock.set(datetime(2030, 10, 26, 12, tzinfo=UTC))
-    await timed.edit_cron_job("nightly", timezone="Europe/Berlin")  # next tick from now
+    await timed.pause_cron_job("nightly")
+    await timed.resume_cron_job("nightly")  # the next tick from now
     cron = await timed.get_cron_job("nightly")
     assert cron is not None
     # 2030-10-27 is fall-back: 02:30 happens twice, the job runs once (the first, CEST).
