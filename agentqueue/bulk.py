@@ -27,6 +27,11 @@ async def matching(
     queue: Queue, statuses: frozenset[JobStatus], filters: dict[str, Any]
 ) -> AsyncIterator[Job]:
     """Yield jobs matching `filters` whose status is one of `statuses` (oldest first)."""
+    paging = sorted({"limit", "cursor", "order"} & filters.keys())
+    if paging:
+        raise InvalidArgument(
+            f"{', '.join(paging)} cannot be given to a bulk operation: it acts on every match"
+        )
     given = filters.pop("status", None)
     if given is not None:
         try:

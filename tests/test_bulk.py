@@ -76,3 +76,5 @@ async def test_a_status_the_operation_does_not_apply_to_is_refused(queue: Queue)
         await queue.cancel_jobs(status="completed")
     with pytest.raises(InvalidArgument, match="bad status"):
         await queue.retry_jobs(status="exploded")
+    with pytest.raises(InvalidArgument, match="every match"):
+        await queue.cancel_jobs(limit=5)
