@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agentqueue import FrozenClock, JobContext, JobStatus, Queue
+from agentqueue import FailureReason, FrozenClock, JobContext, JobStatus, Queue
 from agentqueue.errors import JobNotFound, TokenNotFound, TokenNotPending
 from agentqueue.models import FOREVER, EventType, TokenStatus
 from agentqueue.testing import run_due_jobs
@@ -437,3 +437,27 @@ async def test_old_events_of_kept_jobs_are_deleted_by_event_retention(
         EventType.CLAIM,
         EventType.COMPLETE,
     ]
+
+
+async def test_a_job_whose_worker_died_on_its_last_attempt_ends_failed(
+    timed: Queue, clock: FrozenClock
+) -> None:
+    job_id = await timed.add_job("orphan", max_attempts=1)
+    # A worker claims it and dies: no heartbeat, no outcome, ever.
+    [claimed] = await timed.backend.claim(
+        worker_id="dead-worker",
+        queue=None,
+        job_types=None,
+        limit=1,
+        lease_seconds=30,
+        now=clock.now(),
+    )
+    assert claimed.id == job_id
+    clock.advance(29)
+    assert (await timed.maintain()).rescued == []
+    clock.advance(2)
+    assert (await timed.maintain()).rescued == [job_id]
+    job = await timed.get_job(job_id)
+    assert job is not None
+    assert (job.status, job.failure_reason) == (JobStatus.FAILED, FailureReason.LEASE_EXPIRED)
+    assert await run_due_jobs(timed) == {}
