@@ -6,10 +6,12 @@
 from agentqueue.backends.base import Backend, Capabilities
 from agentqueue.clock import Clock, FrozenClock, SystemClock
 from agentqueue.context import JobCancelled, JobContext
+from agentqueue.enqueue import JobId
 from agentqueue.errors import (
     AgentQueueError,
     BackendUnavailable,
     ConfigError,
+    DependencyInvalid,
     DuplicateHandler,
     InvalidArgument,
     InvalidTransition,
@@ -18,8 +20,13 @@ from agentqueue.errors import (
     MissingExtra,
     PayloadInvalid,
     SchemaMismatch,
+    StoreFull,
 )
 from agentqueue.models import (
+    BulkResult,
+    CronJob,
+    CronStatus,
+    DeadLetter,
     ErrorRecord,
     EventType,
     FailureReason,
@@ -31,9 +38,15 @@ from agentqueue.models import (
     JobTypeInfo,
     ListOrder,
     NewJob,
+    Origin,
     Page,
     QueueStats,
     TagMode,
+    Throughput,
+    ThroughputBucket,
+    Token,
+    TokenResult,
+    TokenStatus,
 )
 from agentqueue.queue import Queue
 from agentqueue.states import ACTIVE, TERMINAL, JobStatus, Transition
@@ -49,6 +62,15 @@ __all__ = [
     # models
     "Job",
     "NewJob",
+    "Origin",
+    "JobId",
+    "Token",
+    "TokenResult",
+    "TokenStatus",
+    "CronJob",
+    "CronStatus",
+    "BulkResult",
+    "DeadLetter",
     "JobOptions",
     "JobEdit",
     "JobEvent",
@@ -56,6 +78,8 @@ __all__ = [
     "JobTypeInfo",
     "Page",
     "QueueStats",
+    "Throughput",
+    "ThroughputBucket",
     "ErrorRecord",
     "EventType",
     "FailureReason",
@@ -77,11 +101,13 @@ __all__ = [
     "ConfigError",
     "DuplicateHandler",
     "InvalidArgument",
+    "DependencyInvalid",
     "InvalidTransition",
     "JobNotFound",
     "LeaseLost",
     "MissingExtra",
     "PayloadInvalid",
     "SchemaMismatch",
+    "StoreFull",
     "__version__",
 ]

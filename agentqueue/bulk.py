@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from agentqueue.errors import InvalidArgument, InvalidTransition, JobNotFound
+from agentqueue.errors import DependencyInvalid, InvalidArgument, InvalidTransition, JobNotFound
 from agentqueue.models import BulkResult, Job
-from agentqueue.states import JobStatus
+from agentqueue.states import TERMINAL, JobStatus
 
 if TYPE_CHECKING:
     from agentqueue.queue import Queue
@@ -58,6 +58,13 @@ async def matching(
         cursor = page.next_cursor
 
 
+def _preview(result: BulkResult, job: Job) -> None:
+    """Count a match; with `dry_run`, keep it in the sample."""
+    result.matched += 1
+    if result.dry_run and len(result.sample) < SAMPLE:
+        result.sample.append(job)
+
+
 async def apply(
     queue: Queue,
     statuses: frozenset[JobStatus],
@@ -69,17 +76,44 @@ async def apply(
     """Run `change` on every matching job (or only count them with `dry_run`)."""
     result = BulkResult(dry_run=dry_run)
     async for job in matching(queue, statuses, dict(filters)):
-        result.matched += 1
+        _preview(result, job)
         if dry_run:
-            if len(result.sample) < SAMPLE:
-                result.sample.append(job)
             continue
         try:
             changed = await change(job)
-        except (InvalidTransition, JobNotFound):
+        except (InvalidTransition, JobNotFound, DependencyInvalid):
             result.skipped.append(job.id)
             continue
         result.changed += 1
         if len(result.sample) < SAMPLE:
             result.sample.append(changed)
+    return result
+
+
+async def purge(queue: Queue, filters: dict[str, Any], *, dry_run: bool) -> BulkResult:
+    """Delete every finished job matching `filters` (or only count them with `dry_run`), a page
+    at a time; a job retried since it was listed is skipped."""
+    store = await queue._store()  # pyright: ignore[reportPrivateUsage]
+    result = BulkResult(dry_run=dry_run)
+    page: list[Job] = []
+
+    async def delete(batch: list[Job]) -> None:
+        deleted = set(await store.delete_jobs([job.id for job in batch]))
+        result.changed += len(deleted)
+        for job in batch:
+            if job.id not in deleted:
+                result.skipped.append(job.id)
+            elif len(result.sample) < SAMPLE:
+                result.sample.append(job)
+
+    async for job in matching(queue, TERMINAL, dict(filters)):
+        _preview(result, job)
+        if dry_run:
+            continue
+        page.append(job)
+        if len(page) == PAGE:
+            await delete(page)
+            page = []
+    if page:
+        await delete(page)
     return result

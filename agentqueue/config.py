@@ -21,6 +21,15 @@ DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 DEFAULT_MAINTENANCE_INTERVAL = 1.0
 """Seconds between supervisor passes (rescue, resume due waits, expire tokens)."""
+WORKER_BEAT_SECONDS = 5.0
+"""Seconds between a worker's presence beats in the store."""
+WORKER_ALIVE_SECONDS = 20.0
+"""A worker is alive while its last beat is younger than this (four beats missed: gone)."""
+WORKER_FORGET_SECONDS = 86_400.0
+"""Workers not seen for this long (crashed ones) are deleted by the supervisor."""
+AUDIT_RETENTION_DAYS = 90.0
+"""Days audit records are kept (AGENTQUEUE_KEEP_AUDIT_DAYS; 0 keeps them forever)."""
+
 DEFAULT_RETENTION_DAYS = 7.0
 """Days completed/failed/cancelled jobs and events are kept (0 keeps them forever)."""
 

@@ -21,8 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from agentqueue.clock import utc
 from agentqueue.errors import AgentQueueError, InvalidArgument, LeaseLost, TokenNotFound
-from agentqueue.models import FOREVER, Job, Token, TokenResult, TokenStatus, check_tags
-from agentqueue.registry import payload_value
+from agentqueue.models import (
+    FOREVER,
+    Job,
+    Token,
+    TokenResult,
+    TokenStatus,
+    check_tags,
+    check_text,
+)
+from agentqueue.registry import check_plain_json, payload_value
 
 if TYPE_CHECKING:
     from agentqueue.backends.base import Backend, Lease
@@ -375,14 +383,21 @@ def new_token_id() -> str:
 def plausible_token_id(token_id: object) -> bool:
     """False for what no store can hold as a token id (so it cannot exist): not a string, empty,
     or longer than `MAX_TOKEN_ID`."""
-    return isinstance(token_id, str) and 0 < len(token_id) <= MAX_TOKEN_ID
+    if not (isinstance(token_id, str) and 0 < len(token_id) <= MAX_TOKEN_ID):
+        return False
+    try:
+        check_text(token_id)  # NUL or a lone surrogate: no store could hold it either
+    except ValueError:
+        return False
+    return True
 
 
 def _json_value(data: Any, what: str) -> Any:
     """Return `data` in its stored JSON form, or raise InvalidArgument naming `what`."""
     value = payload_value(data)
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        check_plain_json(value)
+        return json.loads(json.dumps(value))
     except (TypeError, ValueError) as error:
         raise InvalidArgument(f"{what} is not plain JSON data: {error}") from None
 

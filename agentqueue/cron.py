@@ -101,10 +101,10 @@ class CronManager:
             from agentqueue.queue import invalid_from  # the queue module imports this one
 
             raise invalid_from(error, "cron job") from None
-        await self.queue._resolve(job)  # pyright: ignore[reportPrivateUsage]
+        await self.queue.resolver.resolve(job)
         backend = await self._backend()
         existing = await backend.get_cron_job(name)
-        now = self.queue.clock.now()
+        now = await self._now()
         return await backend.put_cron_job(
             CronJob(
                 name=name,
@@ -128,6 +128,13 @@ class CronManager:
         await self.queue.open()
         return self.queue.backend
 
+    async def _now(self) -> datetime:
+        """The time next ticks are computed from: the injected clock's, else the store's own
+        (the clock `due_cron_jobs` and `fire_cron` decide by). A process whose wall clock is
+        off must neither skip ticks (ahead) nor fire ones already past (behind)."""
+        injected = self.queue.now()
+        return injected if injected is not None else await (await self._backend()).store_now()
+
     async def require(self, name: str) -> CronJob:
         """Return the schedule or raise CronJobNotFound."""
         cron = await (await self._backend()).get_cron_job(name)
@@ -141,7 +148,7 @@ class CronManager:
         if cron.status is status:
             return cron
         next_run = (
-            CronExpression(cron.expression, cron.timezone).next_after(self.queue.clock.now())
+            CronExpression(cron.expression, cron.timezone).next_after(await self._now())
             if status is CronStatus.ACTIVE
             else None
         )
@@ -154,17 +161,22 @@ class CronManager:
         """Fire every due tick once (the supervisor's step); return the jobs enqueued."""
         store = self.queue.backend
         fired: list[int] = []
-        for cron in await store.due_cron_jobs(now=self.queue.now(), limit=limit):
+        due = await store.due_cron_jobs(now=self.queue.now(), limit=limit)
+        # The next tick is the first after the store's time, read once a pass when something
+        # is due: this process's clock may be off (ahead, it would skip ticks).
+        now = await self._now() if due else None
+        for cron in due:
             tick = cron.next_run_at
             if tick is None:
                 continue
             try:
                 expr = CronExpression(cron.expression, cron.timezone)
-                job = await self.queue._resolve(  # pyright: ignore[reportPrivateUsage]
+                job = await self.queue.resolver.resolve(
                     NewJob(
                         job_type=cron.job_type,
                         payload=cron.payload,
                         idempotency_key=f"cron:{cron.name}:{tick.isoformat()}",
+                        dead_letter_job_type=cron.dead_letter_job_type,
                         **_set(cron.options),
                     )
                 )
@@ -173,7 +185,7 @@ class CronManager:
                 # must not block the others; it is retried at the next pass.
                 logger.error("cron %s: tick %s not fired: %s", cron.name, tick, error)
                 continue
-            now = self.queue.clock.now()
+            assert now is not None
             result = await store.fire_cron(
                 name=cron.name,
                 tick=tick,

@@ -72,6 +72,22 @@ async def flaky(payload: dict[str, object], ctx: JobContext) -> str:
     return f"succeeded on attempt {ctx.attempt}"
 
 
+@queue.handler(
+    "demo.approval",
+    description="Waits for a person: creates a token, parks until it is completed (or expires "
+    "after an hour), then reports the decision",
+    examples=[{"what": "publish the quarterly report"}],
+)
+async def approval(payload: dict[str, object], ctx: JobContext) -> dict[str, object]:
+    """Ask for approval through a token; the job holds no worker slot while it waits."""
+    token = await ctx.create_token(timeout=3600, tags=["demo", "approval"])
+    ctx.set_progress(50, f"waiting for approval: complete token {token.id}")
+    result = await ctx.wait_for_token(token)
+    if not result.ok:
+        return {"approved": False, "why": "nobody answered within the hour"}
+    return {"approved": True, "answer": result.data}
+
+
 SAMPLE_TEXTS = [
     "Durable queues survive crashes. Workers come and go. The job still runs once.",
     "Agents enqueue work through MCP. Humans approve it. The queue remembers everything.",
@@ -79,7 +95,12 @@ SAMPLE_TEXTS = [
 ]
 
 
-async def _enqueue_round(round_number: int) -> None:
+async def enqueue_round(round_number: int, *, approval: bool = False) -> None:
+    """Enqueue one round of demo jobs (with an approval job when asked)."""
+    if approval:
+        await queue.add_job(
+            "demo.approval", {"what": f"round {round_number}"}, tags=["demo", "approval"]
+        )
     await queue.add_jobs(
         [
             {
@@ -126,7 +147,7 @@ async def run_demo(*, rounds: int | None = None, interval: float = 3.0, show: bo
             number = 0
             while not worker_task.done() and (rounds is None or number < rounds):
                 number += 1
-                await _enqueue_round(number)
+                await enqueue_round(number)
                 await asyncio.wait({worker_task}, timeout=interval)
             if rounds is not None and not worker_task.done():
                 await _wait_idle()

@@ -43,6 +43,15 @@ class BackendUnavailable(AgentQueueError):
     code = "backend_unavailable"
 
 
+class StoreFull(BackendUnavailable):
+    """The store is out of space: SQLite's disk (or `max_page_count`) is full, PostgreSQL's disk
+    is full, or Redis reached `maxmemory` under `noeviction`. Nothing was written; the store
+    works again once space is freed. A subclass of `BackendUnavailable`, so code that retries
+    an unavailable store retries this too."""
+
+    code = "store_full"
+
+
 class SchemaMismatch(AgentQueueError):
     """The store's schema is older (run `agentqueue migrate`) or newer than this code."""
 
@@ -163,6 +172,25 @@ class InvalidArgument(AgentQueueError):
     """An argument is out of range or malformed (a negative delay, an unknown filter mode …)."""
 
     code = "invalid_argument"
+
+
+class DependencyInvalid(InvalidArgument):
+    """A `depends_on` prerequisite does not exist, or ended in a way its dependent never could
+    run after (failed or cancelled)."""
+
+    code = "dependency_invalid"
+
+    def __init__(self, job_id: int, status: str | None) -> None:
+        if status is None:
+            message = f"depends_on names job {job_id}, which does not exist (or was purged)"
+        else:
+            message = (
+                f"depends_on names job {job_id}, which is {status}: a job that depends on it "
+                f"would never run; retry job {job_id} first"
+            )
+        super().__init__(message, job_id=job_id, status=status)
+        self.job_id = job_id
+        self.status = status
 
 
 class DuplicateHandler(AgentQueueError):

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from agentqueue import bulk, config
+from agentqueue import api_keys, bulk, config, limits, throughput
 from agentqueue.backends import backend_for, backend_from_url, describe
-from agentqueue.backends.base import Backend, InsertJob, TokenCompletionKind
+from agentqueue.backends.base import Backend, TokenCompletionKind
 from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
 from agentqueue.context import new_token_id, plausible_token_id
 from agentqueue.cron import CodeSchedule, CronManager, check_name, options_from
+from agentqueue.enqueue import JobId, Resolver
 from agentqueue.errors import (
     CronJobNotFound,
     InvalidArgument,
@@ -25,6 +25,10 @@ from agentqueue.errors import (
     TokenNotPending,
 )
 from agentqueue.models import (
+    MAX_JOB_ID,
+    ApiKey,
+    ApiScope,
+    AuditRecord,
     BulkResult,
     CronJob,
     CronStatus,
@@ -34,30 +38,36 @@ from agentqueue.models import (
     JobFilter,
     JobOptions,
     JobTypeInfo,
+    Limit,
     ListOrder,
     MaintenanceReport,
     NewJob,
+    Origin,
     Page,
     QueueStats,
     TagMode,
+    Throughput,
     Token,
     TokenStatus,
+    WorkerInfo,
     check_tags,
+    check_text,
 )
-from agentqueue.registry import Hook, Registry, build_spec, payload_value, validate_stored
+from agentqueue.registry import Hook, Registry, build_spec, check_plain_json, payload_value
 from agentqueue.schedule import CronExpression
 from agentqueue.states import TERMINAL, JobStatus
 
-CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING})
+CANCELLABLE = frozenset(
+    {JobStatus.BLOCKED, JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING}
+)
 RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
 if TYPE_CHECKING:
+    from agentqueue.explain import Explanation
     from agentqueue.supervisor import Supervisor
     from agentqueue.worker.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_REGISTRY_TTL = 2.0  # seconds a process trusts its copy of the store's job-type registry
 
 
 def invalid_from(error: ValidationError, what: str) -> InvalidArgument:
@@ -107,8 +117,8 @@ class Queue:
         self._migrate = migrate
         self._opened = False
         self._open_lock = asyncio.Lock()
-        self._stored_types: dict[str, JobTypeInfo] = {}
-        self._stored_types_at = -_REGISTRY_TTL
+        self.resolver = Resolver(self)
+        """Validates and resolves what callers enqueue (see `agentqueue.enqueue`)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> Queue:
@@ -130,7 +140,7 @@ class Queue:
         if self._opened:
             raise InvalidArgument("use_url() must be called before the queue is opened")
         self.backend = backend_from_url(url)
-        self.url = url
+        self.url = describe(url)
 
     async def close(self) -> None:
         """Disconnect from the store; idempotent."""
@@ -206,7 +216,7 @@ class Queue:
         """Publish this process's handlers (name, description, payload schema) into the store."""
         store = await self._store()
         await store.publish_job_types(self.registry.infos(), now=self.now())
-        self._stored_types_at = -_REGISTRY_TTL
+        self.resolver.forget_stored_types()
 
     async def list_job_types(self) -> list[JobTypeInfo]:
         """Return every job type known to the store, plus this process's unpublished handlers."""
@@ -216,27 +226,34 @@ class Queue:
             known.setdefault(info.name, info)
         return [known[name] for name in sorted(known)]
 
-    async def _stored_type(self, name: str) -> JobTypeInfo | None:
-        if time.monotonic() - self._stored_types_at > _REGISTRY_TTL:
-            store = await self._store()
-            self._stored_types = {info.name: info for info in await store.list_job_types()}
-            self._stored_types_at = time.monotonic()
-        return self._stored_types.get(name)
-
     # -- enqueue -----------------------------------------------------------------------------
     async def add_job(
-        self, job_type: str, payload: Any = None, *, connection: Any = None, **options: Any
-    ) -> int:
-        """Enqueue one job and return its id.
+        self,
+        job_type: str,
+        payload: Any = None,
+        *,
+        connection: Any = None,
+        origin: Origin | None = None,
+        **options: Any,
+    ) -> JobId:
+        """Enqueue one job and return its id (a `JobId`: an int whose `created` is False when
+        an idempotency key returned an existing job).
 
         Options: queue, priority (higher first), run_at (aware datetime) or delay (seconds),
         tags, max_attempts, retry_delay, retry_backoff, retry_delay_max, timeout (seconds),
-        idempotency_key (a second add with the same job type and key returns the first id).
+        idempotency_key (a second add with the same job type and key returns the first job)
+        and idempotency_window (seconds after which the key may create a new job), group
+        (shares the group's limits), dead_letter_job_type (enqueued with a `DeadLetter`
+        envelope after the last failed attempt), depends_on (job ids: run after all of them
+        completed) and depends_on_tags (run after the unfinished jobs with these tags).
 
         `connection`: your own connection to the same database, inside your transaction; the
         job and its event then commit or roll back with your writes. SQL stores only
         (`queue.backend.capabilities.transactional_enqueue`): a SQLAlchemy `AsyncConnection` or
         `Connection`, or on PostgreSQL also a raw asyncpg connection.
+
+        `origin`: who asked (the REST and MCP doors set it; `list_jobs(created_by=...)` finds
+        an actor's jobs again).
 
         Raises:
             PayloadInvalid: the payload does not match the job type's schema (nothing stored).
@@ -246,17 +263,27 @@ class Queue:
         ids = await self.add_jobs(
             [{"job_type": job_type, "payload": {} if payload is None else payload, **options}],
             connection=connection,
+            origin=origin,
         )
         return ids[0]
 
     async def add_jobs(
-        self, jobs: Sequence[NewJob | dict[str, Any]], *, connection: Any = None
-    ) -> list[int]:
+        self,
+        jobs: Sequence[NewJob | dict[str, Any]],
+        *,
+        connection: Any = None,
+        origin: Origin | None = None,
+    ) -> list[JobId]:
         """Enqueue many jobs atomically (all or none); return their ids in input order.
 
-        `connection`: see `add_job`.
+        A job may give itself a `ref` and later jobs of the same call may name that ref in
+        `depends_on` (a job that does not exist yet has no id). `connection`, `origin`: see
+        `add_job`.
         """
-        resolved = [await self._resolve(job) for job in jobs]
+        resolved = await self.resolver.resolve_batch(jobs)
+        if origin is not None:
+            data = origin.model_dump(mode="json", exclude_none=True)
+            resolved = [dataclasses.replace(job, origin=data) for job in resolved]
         store = await self._store()
         if connection is not None and not store.capabilities.transactional_enqueue:
             raise InvalidArgument(
@@ -264,69 +291,23 @@ class Queue:
                 f"connection can reach (SQLite file or PostgreSQL); this queue uses {self.url}"
             )
         results = await store.insert_jobs(resolved, now=self.now(), connection=connection)
-        return [result.id for result in results]
-
-    async def _resolve(self, job: NewJob | dict[str, Any]) -> InsertJob:
-        if isinstance(job, dict):
-            raw = dict(job)
-            raw["payload"] = payload_value(raw.get("payload", {}))
-            try:
-                job = NewJob.model_validate(raw)
-            except ValidationError as error:
-                raise invalid_from(error, "job") from None
-        if job.run_at is not None and job.delay is not None:
-            raise InvalidArgument("give run_at or delay, not both")
-        payload = payload_value(job.payload)
-        spec = self.registry.get(job.job_type)
-        defaults = spec.defaults if spec is not None else JobOptions()
-        if spec is not None:
-            spec.parse(payload)
-        else:
-            stored = await self._stored_type(job.job_type)
-            if stored is not None:
-                validate_stored(stored, payload)
-                # A process without the handler (the CLI, another service) must still give the
-                # job its handler's queue and options, or workers serving that queue miss it.
-                defaults = stored.defaults.model_copy(update={"queue": stored.queue})
-        try:
-            json.dumps(payload, allow_nan=False)
-        except (TypeError, ValueError) as error:
-            raise InvalidArgument(f"payload must be plain JSON data: {error}") from None
-
-        def pick(name: str, fallback: Any) -> Any:
-            value = getattr(job, name)
-            if name in job.model_fields_set and value is not None:
-                return value
-            default = getattr(defaults, name)
-            return default if default is not None else fallback
-
-        timeout = pick("timeout", None)
-        force_kill = bool(pick("force_kill_on_timeout", False))
-        if force_kill and timeout is None:
-            raise InvalidArgument(
-                "force_kill_on_timeout needs a timeout (the deadline at which the child process "
-                "is killed): give timeout=seconds"
-            )
-        return InsertJob(
-            job_type=job.job_type,
-            queue=job.queue or defaults.queue or config.DEFAULT_QUEUE,
-            payload=payload,
-            priority=pick("priority", 0),
-            run_at=job.run_at,
-            delay=job.delay or 0.0,
-            tags=job.tags,
-            max_attempts=pick("max_attempts", config.DEFAULT_MAX_ATTEMPTS),
-            retry_delay=pick("retry_delay", config.DEFAULT_RETRY_DELAY),
-            retry_backoff=pick("retry_backoff", config.DEFAULT_RETRY_BACKOFF),
-            retry_delay_max=pick("retry_delay_max", config.DEFAULT_RETRY_DELAY_MAX),
-            timeout=timeout,
-            idempotency_key=job.idempotency_key,
-            force_kill_on_timeout=force_kill,
-        )
+        return [JobId(result.id, result.created) for result in results]
 
     # -- read --------------------------------------------------------------------------------
+    def _existing_id(self, job_id: int) -> bool:
+        """Whether `job_id` can name a stored job (an id no store can hold names none)."""
+        return isinstance(job_id, int) and 1 <= job_id <= MAX_JOB_ID
+
+    async def _job_store(self, job_id: int) -> Backend:
+        """The store, for a call about `job_id`; raises `JobNotFound` for an impossible id."""
+        if not self._existing_id(job_id):
+            raise JobNotFound(job_id)
+        return await self._store()
+
     async def get_job(self, job_id: int) -> Job | None:
         """Return the job with this id, or None."""
+        if not self._existing_id(job_id):
+            return None
         return await (await self._store()).get_job(job_id)
 
     async def list_jobs(
@@ -341,6 +322,7 @@ class Queue:
         created_before: datetime | None = None,
         run_at_after: datetime | None = None,
         run_at_before: datetime | None = None,
+        created_by: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
         order: ListOrder | str = ListOrder.NEWEST,
@@ -363,6 +345,7 @@ class Queue:
                 created_before=created_before,
                 run_at_after=run_at_after,
                 run_at_before=run_at_before,
+                created_by=created_by,
             )
         except ValidationError as error:
             raise invalid_from(error, "filter") from None
@@ -374,13 +357,28 @@ class Queue:
         items = items[:limit]
         return Page[Job](items=items, next_cursor=str(items[-1].id) if more else None)
 
+    async def explain_job(self, job_id: int) -> Explanation:
+        """Why a job is not running, or why it ended as it did: structured reasons (a future
+        run_at, unmet dependencies, a paused type or full limit, a token it waits on, no live
+        worker serving its type, an expired lease, exhausted attempts with the last error).
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        from agentqueue.explain import explain
+
+        job = await self.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return await explain(self, job)
+
     async def get_job_events(self, job_id: int) -> list[JobEvent]:
         """Return a job's history, oldest first.
 
         Raises:
             JobNotFound: no such job.
         """
-        store = await self._store()
+        store = await self._job_store(job_id)
         events = await store.job_events(job_id)
         if not events and await store.get_job(job_id) is None:
             raise JobNotFound(job_id)
@@ -390,6 +388,29 @@ class Queue:
         """Count jobs per job type and status."""
         return await (await self._store()).stats()
 
+    async def throughput(
+        self, *, buckets: int = 60, bucket_seconds: int = 60, until: datetime | None = None
+    ) -> Throughput:
+        """Jobs completed, failed and cancelled per bucket of `bucket_seconds`, the last
+        `buckets` buckets up to `until` (default now), oldest first, with no gaps.
+
+        Counted by each job's `completed_at` from the store's finished-jobs index, so a purged
+        job, or a failed one retried since, no longer counts.
+
+        Raises:
+            InvalidArgument: buckets not in 1..1440, bucket_seconds not in 1..86400.
+        """
+        throughput.check_window(buckets, bucket_seconds)
+        end = until if until is not None else self.clock.now()
+        last = throughput.bucket_of(end, bucket_seconds)
+        first = last - buckets + 1
+        rows = await (await self._store()).finished_counts(
+            since=throughput.bucket_start(first, bucket_seconds), bucket_seconds=bucket_seconds
+        )
+        return throughput.fold(
+            rows, first=first, last=last, bucket_seconds=bucket_seconds, until=end
+        )
+
     # -- change ------------------------------------------------------------------------------
     async def cancel_job(self, job_id: int) -> Job:
         """Cancel a job: pending/waiting at once; a processing one is asked to stop.
@@ -397,7 +418,7 @@ class Queue:
         Raises:
             JobNotFound, InvalidTransition (already completed, failed or cancelled).
         """
-        return await (await self._store()).cancel_job(job_id, now=self.now())
+        return await (await self._job_store(job_id)).cancel_job(job_id, now=self.now())
 
     async def retry_job(self, job_id: int) -> Job:
         """Run a failed or cancelled job again from attempt 1.
@@ -405,7 +426,7 @@ class Queue:
         Raises:
             JobNotFound, InvalidTransition (the job is not failed or cancelled).
         """
-        return await (await self._store()).retry_job(job_id, now=self.now())
+        return await (await self._job_store(job_id)).retry_job(job_id, now=self.now())
 
     async def edit_job(self, job_id: int, **changes: Any) -> Job:
         """Change a pending job: payload, priority, run_at, tags, queue, retry settings, timeout.
@@ -421,16 +442,12 @@ class Queue:
             edit = JobEdit.model_validate(changes)
         except ValidationError as error:
             raise invalid_from(error, "edit") from None
-        store = await self._store()
+        store = await self._job_store(job_id)
         if "payload" in changes:
             job = await store.get_job(job_id)
             if job is None:
                 raise JobNotFound(job_id)
-            spec = self.registry.get(job.job_type)
-            if spec is not None:
-                spec.parse(edit.payload)
-            elif (stored := await self._stored_type(job.job_type)) is not None:
-                validate_stored(stored, edit.payload)
+            await self.resolver.check_payload(job.job_type, edit.payload)
         return await store.edit_job(job_id, edit, now=self.now())
 
     # -- events ------------------------------------------------------------------------------
@@ -473,7 +490,7 @@ class Queue:
         Raises:
             JobNotFound: no such job.
         """
-        store = await self._store()
+        store = await self._job_store(job_id)
         if await store.get_job(job_id) is None:
             raise JobNotFound(job_id)
         async for event in self.events(from_start=True, job_id=job_id):
@@ -499,6 +516,13 @@ class Queue:
         return await bulk.apply(
             self, RETRYABLE, filters, lambda job: self.retry_job(job.id), dry_run=dry_run
         )
+
+    async def purge_jobs(self, *, dry_run: bool = False, **filters: Any) -> BulkResult:
+        """Delete every finished (completed, failed, cancelled) job the filters match, with its
+        events, steps and tokens (`list_jobs` filters; `status` narrows to some of those).
+        With `dry_run=True` nothing changes: the result counts and samples the matches.
+        Active jobs are never deleted: cancel them first."""
+        return await bulk.purge(self, filters, dry_run=dry_run)
 
     async def edit_pending_jobs(
         self, changes: dict[str, Any], *, dry_run: bool = False, **filters: Any
@@ -562,7 +586,7 @@ class Queue:
         """
         value = payload_value(data)
         try:
-            json.dumps(value, allow_nan=False)
+            check_plain_json(value)
         except (TypeError, ValueError) as error:
             raise InvalidArgument(f"token data must be plain JSON data: {error}") from None
         if not plausible_token_id(token_id):
@@ -593,20 +617,28 @@ class Queue:
         """Return tokens, newest first, filtered by status, tags (any of them) and job."""
         if not 1 <= limit <= 1000:
             raise InvalidArgument(f"limit must be 1-1000, not {limit}")
+        if job_id is not None and not self._existing_id(job_id):
+            return []  # no store holds such a job, so no token names it
         statuses = _as_list(status)
+        wanted = _as_list(tags)
+        try:
+            for tag in wanted or ():
+                check_text(tag)
+        except ValueError as error:
+            raise InvalidArgument(f"invalid tag filter: {error}") from None
         store = await self._store()
         return await store.list_tokens(
             status=[_choice(TokenStatus, item, "status") for item in statuses]
             if statuses
             else None,
-            tags=_as_list(tags),
+            tags=wanted,
             job_id=job_id,
             limit=limit,
         )
 
     async def get_steps(self, job_id: int) -> dict[str, Any]:
         """Return a job's memoized step results by name (waits and tokens use `aq:` names)."""
-        return await (await self._store()).load_steps(job_id)
+        return await (await self._job_store(job_id)).load_steps(job_id)
 
     async def maintain(self, **settings: Any) -> MaintenanceReport:
         """Run one supervisor pass now (see `Supervisor` for settings); return what it did."""
@@ -617,6 +649,96 @@ class Queue:
         from agentqueue.supervisor import Supervisor
 
         return Supervisor(self, **settings)
+
+    # -- flow limits -------------------------------------------------------------------------
+    async def set_limit(
+        self, *, job_type: str | None = None, group: str | None = None, **changes: Any
+    ) -> Limit | None:
+        """Limit one job type or one group across every worker of the store.
+
+        `max_concurrent` (jobs processing at once), `rate_limit` (starts in any `rate_period`
+        seconds, default 1). Only the fields given change; None removes that limit. `group="*"`
+        applies to each group that has no limit of its own (each group separately). Returns the
+        limit now stored (None when nothing is limited any more). A job type's pause is kept.
+        """
+        scope, key = limits.target(job_type, group)
+        checked = limits.checked_changes(scope, key, changes)
+        return await (await self._store()).update_limit(scope, key, checked, now=self.now())
+
+    async def get_limit(
+        self, *, job_type: str | None = None, group: str | None = None
+    ) -> Limit | None:
+        """Return the limit of one job type or group (None: it has none of its own)."""
+        scope, key = limits.target(job_type, group)
+        found = [lim for lim in await self.list_limits() if (lim.scope, lim.key) == (scope, key)]
+        return found[0] if found else None
+
+    async def list_limits(self) -> list[Limit]:
+        """Return every limit (paused job types included), by scope then key."""
+        return await (await self._store()).list_limits()
+
+    async def remove_limit(self, *, job_type: str | None = None, group: str | None = None) -> bool:
+        """Remove one job type's or group's limit (a pause too); False when it had none."""
+        scope, key = limits.target(job_type, group)
+        return await (await self._store()).remove_limit(scope, key)
+
+    async def pause_job_type(self, job_type: str) -> Limit:
+        """Start no job of `job_type` until `resume_job_type` (running ones finish). Jobs can
+        still be added; they wait pending."""
+        scope, key = limits.target(job_type, None)
+        stored = await (await self._store()).update_limit(
+            scope, key, {"paused": True}, now=self.now()
+        )
+        assert stored is not None  # a paused limit is never empty
+        return stored
+
+    async def resume_job_type(self, job_type: str) -> Limit | None:
+        """Let jobs of a paused job type start again (its other limits stay)."""
+        scope, key = limits.target(job_type, None)
+        return await (await self._store()).update_limit(
+            scope, key, {"paused": False}, now=self.now()
+        )
+
+    # -- workers, API keys, audit -------------------------------------------------------------
+    async def list_workers(self, *, alive: bool = True) -> list[WorkerInfo]:
+        """Return the worker processes of the store: those seen within the last
+        `config.WORKER_ALIVE_SECONDS` (all known ones with `alive=False`)."""
+        store = await self._store()
+        if not alive:
+            return await store.list_workers()
+        now = self.clock.now()
+        since = now - timedelta(seconds=config.WORKER_ALIVE_SECONDS)
+        return await store.list_workers(seen_after=since)
+
+    async def create_api_key(self, name: str, scope: ApiScope | str) -> tuple[ApiKey, str]:
+        """Make an API key for the REST and MCP doors; return it and its secret (shown once:
+        the store keeps only a hash)."""
+        return await api_keys.create(await self._store(), name, scope, self.clock.now())
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Return every API key (revoked ones too); never a secret."""
+        return await (await self._store()).list_api_keys()
+
+    async def revoke_api_key(self, name: str) -> ApiKey:
+        """Revoke the active API key of that name.
+
+        Raises:
+            InvalidArgument: no active key has that name.
+        """
+        revoked = await (await self._store()).revoke_api_key(name, now=self.now())
+        if revoked is None:
+            raise InvalidArgument(f"no active API key is named {name!r} (see list_api_keys)")
+        return revoked
+
+    async def list_audit(
+        self, *, limit: int = 100, before_id: int | None = None
+    ) -> list[AuditRecord]:
+        """Return audit records of mutating calls through REST and MCP, newest first."""
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument(f"limit must be 1-1000, not {limit}")
+        if before_id is not None and not 1 <= before_id <= MAX_JOB_ID:
+            raise InvalidArgument(f"before_id must be an audit record's id, not {before_id}")
+        return await (await self._store()).list_audit(limit=limit, before_id=before_id)
 
     # -- cron --------------------------------------------------------------------------------
     async def add_cron_job(
@@ -773,6 +895,6 @@ def _choice(kind: type[E], value: Any, name: str) -> E:
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
-    if not cursor.isdigit():
+    if not cursor.isdigit() or int(cursor) > MAX_JOB_ID:
         raise InvalidArgument(f"bad cursor {cursor!r}: pass the next_cursor of a previous page")
     return int(cursor)

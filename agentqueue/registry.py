@@ -8,6 +8,8 @@ that never imported the handler can validate `add_job` against it (`validate_sto
 from __future__ import annotations
 
 import inspect
+import json
+import re
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -221,3 +223,28 @@ def payload_value(payload: Any) -> Any:
     if isinstance(payload, BaseModel):
         return payload.model_dump(mode="json")
     return payload
+
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+"""`\\u0000` in JSON text that is an escape, not a literal backslash before `u0000`."""
+
+
+def check_plain_json(value: Any) -> None:
+    """Refuse what some store cannot keep exactly, before anything is stored, so every store
+    takes or refuses the same values: not JSON (NaN, infinities, other types), nested too
+    deeply to encode, strings or keys holding NUL (PostgreSQL's jsonb cannot store it) or a
+    lone surrogate (not Unicode text; jsonb refuses it too).
+
+    Raises:
+        ValueError: (or TypeError) saying what is wrong.
+    """
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise ValueError("a string holds NUL (\\u0000), which PostgreSQL cannot store")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a string holds a lone surrogate (not Unicode text)") from None

@@ -12,6 +12,8 @@ from enum import StrEnum
 class JobStatus(StrEnum):
     """Where a job is in its life."""
 
+    BLOCKED = "blocked"
+    """Added with `depends_on`: waits until every prerequisite completed (then `pending`)."""
     PENDING = "pending"
     """Stored and runnable once `run_at` has passed (new, retrying, released or resumed)."""
     PROCESSING = "processing"
@@ -37,8 +39,9 @@ class Transition(StrEnum):
     RESCUE = "rescue"  # processing -> pending | failed (lease expired; the attempt counts)
     WAIT = "wait"  # processing -> waiting (durable sleep or token wait)
     RESUME = "resume"  # waiting -> pending
-    CANCEL = "cancel"  # pending | waiting -> cancelled; processing -> cancelled by its handler
-    RETRY = "retry"  # failed | cancelled -> pending (by an operator)
+    UNBLOCK = "unblock"  # blocked -> pending (the last prerequisite completed)
+    CANCEL = "cancel"  # blocked | pending | waiting -> cancelled; processing -> by its handler
+    RETRY = "retry"  # failed | cancelled -> pending, or blocked (prerequisites unfinished)
     EDIT = "edit"  # pending -> pending (fields changed)
 
 
@@ -54,13 +57,14 @@ TRANSITIONS: dict[Transition, tuple[frozenset[JobStatus], frozenset[JobStatus]]]
     ),
     Transition.WAIT: (frozenset({JobStatus.PROCESSING}), frozenset({JobStatus.WAITING})),
     Transition.RESUME: (frozenset({JobStatus.WAITING}), frozenset({JobStatus.PENDING})),
+    Transition.UNBLOCK: (frozenset({JobStatus.BLOCKED}), frozenset({JobStatus.PENDING})),
     Transition.CANCEL: (
-        frozenset({JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING}),
+        frozenset({JobStatus.BLOCKED, JobStatus.PENDING, JobStatus.WAITING, JobStatus.PROCESSING}),
         frozenset({JobStatus.CANCELLED}),
     ),
     Transition.RETRY: (
         frozenset({JobStatus.FAILED, JobStatus.CANCELLED}),
-        frozenset({JobStatus.PENDING}),
+        frozenset({JobStatus.PENDING, JobStatus.BLOCKED}),
     ),
     Transition.EDIT: (frozenset({JobStatus.PENDING}), frozenset({JobStatus.PENDING})),
 }
@@ -71,7 +75,7 @@ TERMINAL: frozenset[JobStatus] = frozenset(
 """States a job leaves only by an operator's `retry_job`."""
 
 ACTIVE: frozenset[JobStatus] = frozenset(
-    {JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.WAITING}
+    {JobStatus.BLOCKED, JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.WAITING}
 )
 """States of a job that is still going to run (or is running)."""
 

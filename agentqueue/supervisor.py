@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from agentqueue import config
+from agentqueue.backends.base import RefreshesStatistics
 from agentqueue.errors import AgentQueueError, InvalidArgument
 from agentqueue.models import MaintenanceReport
 
@@ -31,10 +32,12 @@ PURGE_EVERY_SECONDS = 60.0
 """Retention deletes run at most this often (they scan more than the other steps)."""
 
 
-def _days(value: float | timedelta | None, env: str) -> timedelta | None:
+def _days(
+    value: float | timedelta | None, env: str, default: float = config.DEFAULT_RETENTION_DAYS
+) -> timedelta | None:
     """Return a retention as a timedelta, None meaning "keep forever" (0 days)."""
     if value is None:
-        value = config.env_float(env, config.DEFAULT_RETENTION_DAYS, allow_zero=True)
+        value = config.env_float(env, default, allow_zero=True)
     span = value if isinstance(value, timedelta) else timedelta(days=value)
     if span < timedelta(0):
         raise InvalidArgument(f"a retention cannot be negative, not {value!r}")
@@ -52,6 +55,8 @@ class Supervisor:
             or 7 days.
         keep_events: how long job events are kept (same form). Default
             AGENTQUEUE_KEEP_EVENTS_DAYS or 7 days.
+        keep_audit: how long audit records are kept (same form). Default
+            AGENTQUEUE_KEEP_AUDIT_DAYS or 90 days.
         batch: most rows one step changes per pass (a backlog drains over several passes).
     """
 
@@ -62,6 +67,7 @@ class Supervisor:
         interval: float | None = None,
         keep_finished: float | timedelta | None = None,
         keep_events: float | timedelta | None = None,
+        keep_audit: float | timedelta | None = None,
         batch: int = 1000,
     ) -> None:
         self.queue = queue
@@ -70,6 +76,9 @@ class Supervisor:
         )
         self.keep_finished = _days(keep_finished, "AGENTQUEUE_KEEP_FINISHED_DAYS")
         self.keep_events = _days(keep_events, "AGENTQUEUE_KEEP_EVENTS_DAYS")
+        self.keep_audit = _days(
+            keep_audit, "AGENTQUEUE_KEEP_AUDIT_DAYS", config.AUDIT_RETENTION_DAYS
+        )
         if batch < 1:
             raise InvalidArgument(f"batch must be at least 1, not {batch}")
         self.batch = batch
@@ -88,6 +97,8 @@ class Supervisor:
                 limit=self.batch
             ),
         )
+        if isinstance(store, RefreshesStatistics):
+            report.analyzed = await store.refresh_statistics()
         if purge and (self.keep_finished or self.keep_events):
             current = now or datetime.now(UTC)
             result = await store.purge(
@@ -96,6 +107,15 @@ class Supervisor:
                 limit=self.batch,
             )
             report.deleted_jobs, report.deleted_events = result.jobs, result.events
+        if purge:
+            current = now or datetime.now(UTC)
+            if self.keep_audit:
+                report.deleted_audit = await store.purge_audit(
+                    before=current - self.keep_audit, limit=self.batch
+                )
+            report.forgotten_workers = await store.forget_workers(
+                seen_before=current - timedelta(seconds=config.WORKER_FORGET_SECONDS)
+            )
         return report
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -126,5 +146,8 @@ def _summary(report: MaintenanceReport) -> str:
         f"fired {len(report.cron_fired)} cron job(s)" if report.cron_fired else "",
         f"deleted {report.deleted_jobs} finished job(s)" if report.deleted_jobs else "",
         f"deleted {report.deleted_events} event(s)" if report.deleted_events else "",
+        f"deleted {report.deleted_audit} audit record(s)" if report.deleted_audit else "",
+        f"forgot {report.forgotten_workers} worker(s)" if report.forgotten_workers else "",
+        f"analyzed {', '.join(report.analyzed)}" if report.analyzed else "",
     ]
     return ", ".join(part for part in parts if part)

@@ -96,8 +96,8 @@ class Probe:
         b = self.backend
         orig_write, orig_read = b._run_write, b._run
 
-        def run_write(work: Any) -> Any:
-            return self._timed("W", work, orig_write, work)
+        def run_write(work: Any, *relaxed: Any) -> Any:
+            return self._timed("W", work, orig_write, work, *relaxed)
 
         def run_read(engine: Any, work: Any) -> Any:
             return self._timed("R", work, orig_read, engine, work)

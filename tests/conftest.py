@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis
 
-from agentqueue import Queue
+from agentqueue import FrozenClock, Queue
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_URL = os.environ.get(
@@ -30,14 +30,18 @@ REDIS_URL = os.environ.get("AGENTQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 STORES = ["sqlite", "memory", "postgres", "redis"]
 
 
+def require(available: bool, message: str) -> None:
+    """Skip a test whose server or tool is missing, except in CI, where that is a failure."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{message} (CI must run every test)")
+    pytest.skip(message)
+
+
 def require_server(kind: str, reachable: bool, url: str) -> None:
     """Skip a test whose server is down, except in CI, where a missing server is a failure."""
-    if reachable:
-        return
-    message = f"{kind} server not reachable at {url}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI must test every store)")
-    pytest.skip(message)
+    require(reachable, f"{kind} server not reachable at {url}")
 
 
 def fresh_name(prefix: str) -> str:
@@ -141,6 +145,19 @@ def redis_url() -> Iterator[str]:
 async def queue(store_url: str) -> AsyncIterator[Queue]:
     """An opened, migrated queue on a fresh store."""
     async with Queue(store_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """The frozen time every queue of a test shares."""
+    return FrozenClock()
+
+
+@pytest.fixture
+async def timed(store_url: str, clock: FrozenClock) -> AsyncIterator[Queue]:
+    """An opened queue on a fresh store, on the frozen `clock`."""
+    async with Queue(store_url, clock=clock) as opened:
         yield opened
 
 

@@ -96,17 +96,18 @@ async def test_claim_returns_a_batch_in_claim_order(frozen: Queue) -> None:
     assert [job.id for job in jobs] == [ids[1], ids[3], ids[2]]
 
 
-async def test_a_claimed_job_is_processing_under_a_lease(frozen: Queue) -> None:
+async def test_a_claimed_job_is_processing_under_a_lease(frozen: Queue, clock: FrozenClock) -> None:
     job_id = await frozen.add_job("j")
+    clock.advance(2.5)  # claimed 2.5 s after it was due: the claim event's "waited"
     (job,) = await claim(frozen, worker="w-7", lease=45)
     assert job.id == job_id
     assert (job.status, job.attempts, job.locked_by) == (JobStatus.PROCESSING, 1, "w-7")
-    assert job.lease_expires_at == T0 + timedelta(seconds=45)
-    assert job.started_at == T0
+    assert job.lease_expires_at == T0 + timedelta(seconds=47.5)
+    assert job.started_at == T0 + timedelta(seconds=2.5)
     assert await fetch(frozen, job_id) == job
     event = (await frozen.get_job_events(job_id))[-1]
     assert (event.type, event.status) == (EventType.CLAIM, JobStatus.PROCESSING)
-    assert event.data == {"attempt": 1, "worker": "w-7"}
+    assert event.data == {"attempt": 1, "worker": "w-7", "waited": 2.5}
 
 
 async def test_claim_serves_only_the_asked_queue_and_job_types(frozen: Queue) -> None:
@@ -230,11 +231,12 @@ async def test_release_puts_the_job_back_and_gives_the_attempt_back(frozen: Queu
     await claim(frozen)
     assert await finish(frozen, "w1", Outcome(OutcomeKind.RELEASE, Lease(job_id, 1))) == set()
     job = await fetch(frozen, job_id)
+    # It keeps its run_at: due first, it goes back to the head of the line.
     assert (job.status, job.attempts, job.locked_by, job.run_at) == (
         JobStatus.PENDING,
         0,
         None,
-        T0,
+        T0 - timedelta(hours=1),
     )
     assert job.lease_expires_at is None
     assert (await frozen.get_job_events(job_id))[-1].type is EventType.RELEASE
@@ -284,6 +286,19 @@ async def test_rescue_returns_an_expired_lease_to_pending_counting_the_attempt(
     (again,) = await claim(frozen, worker="w2")
     assert again.attempts == 2
     assert await frozen.backend.rescue_expired(now=clock.now()) == []
+
+
+async def test_a_rescued_job_keeps_its_place_ahead_of_jobs_enqueued_after_it(
+    frozen: Queue, clock: FrozenClock
+) -> None:
+    first = await frozen.add_job("j")
+    await claim(frozen, worker="dead-worker", lease=5)
+    clock.advance(1)
+    later = await frozen.add_jobs([{"job_type": "j"} for _ in range(3)])
+    clock.advance(5)
+    assert await frozen.backend.rescue_expired(now=clock.now()) == [first]
+    assert (await fetch(frozen, first)).run_at == T0
+    assert [job.id for job in await claim(frozen, worker="w2", limit=4)] == [first, *later]
 
 
 async def test_rescue_fails_a_job_whose_attempts_are_used_up(

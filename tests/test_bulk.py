@@ -78,3 +78,39 @@ async def test_a_status_the_operation_does_not_apply_to_is_refused(queue: Queue)
         await queue.retry_jobs(status="exploded")
     with pytest.raises(InvalidArgument, match="every match"):
         await queue.cancel_jobs(limit=5)
+
+
+async def test_purge_jobs_previews_then_deletes_only_finished_matches(queue: Queue) -> None:
+    @queue.handler("done")
+    async def done(payload: dict[str, Any]) -> None:
+        return None
+
+    finished = await queue.add_jobs([{"job_type": "done", "tags": ["old"]} for _ in range(4)])
+    await run_due_jobs(queue)
+    cancelled = await queue.add_job("report", tags=["old"])
+    await queue.cancel_job(cancelled)
+    active = await queue.add_job("report", tags=["old"])
+    other = await queue.add_job("done", tags=["keep"])
+    await run_due_jobs(queue, job_types=["done"])
+    newest = await queue.add_job("later")  # SQLite never deletes its newest job: keep one after
+
+    preview = await queue.purge_jobs(tags=["old"], dry_run=True)
+    assert (preview.matched, preview.changed) == (5, 0)
+    assert {job.id for job in preview.sample} == {*finished, cancelled}
+    assert await queue.get_job(finished[0]) is not None
+
+    result = await queue.purge_jobs(tags=["old"])
+    assert (result.matched, result.changed, result.skipped) == (5, 5, [])
+    for job_id in (*finished, cancelled):
+        assert await queue.get_job(job_id) is None
+        assert await queue.backend.job_events(job_id) == []  # its history went with it
+    assert [await queue.get_job(i) is not None for i in (active, other, newest)] == [True] * 3
+    only_failed = await queue.purge_jobs(status="failed")
+    assert only_failed.matched == 0
+
+
+async def test_purge_jobs_refuses_active_statuses(queue: Queue) -> None:
+    await queue.add_job("report")
+    with pytest.raises(InvalidArgument, match="status pending does not apply"):
+        await queue.purge_jobs(status="pending")
+    assert (await queue.stats()).totals[JobStatus.PENDING] == 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,19 +22,6 @@ from tests.worker.worker_kit import fast_worker, running, wait_event, wait_for_s
 
 NOON = datetime(2031, 1, 1, 12, tzinfo=UTC)
 """A fixed wake-up time after the frozen clock's start."""
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    """The frozen time every queue of a test shares."""
-    return FrozenClock()
-
-
-@pytest.fixture
-async def timed(store_url: str, clock: FrozenClock) -> AsyncIterator[Queue]:
-    """An opened queue on a fresh store, on the frozen clock."""
-    async with Queue(store_url, clock=clock) as opened:
-        yield opened
 
 
 async def _types(queue: Queue, job_id: int) -> list[str]:

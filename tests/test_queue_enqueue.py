@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agentqueue import InvalidArgument, NewJob, PayloadInvalid, Queue
+from agentqueue import FrozenClock, InvalidArgument, NewJob, PayloadInvalid, Queue
 from agentqueue.states import JobStatus
 
 
@@ -278,6 +278,7 @@ async def test_the_same_idempotency_key_returns_the_first_jobs_id(queue: Queue) 
     first = await queue.add_job("report", {"day": 1}, idempotency_key="day-1")
     again = await queue.add_job("report", {"day": 99}, idempotency_key="day-1")
     assert again == first
+    assert (first.created, again.created) == (True, False)  # the duplicate says so
     job = await queue.get_job(first)
     assert job is not None
     assert job.payload == {"day": 1}
@@ -297,6 +298,7 @@ async def test_duplicate_idempotency_keys_inside_one_batch_resolve_to_the_first(
     )
     assert ids[0] == ids[2]
     assert ids[1] != ids[0]
+    assert [job_id.created for job_id in ids] == [True, True, False]
     assert (await queue.stats()).totals[JobStatus.PENDING] == 2
     later = await queue.add_jobs([{"job_type": "report", "idempotency_key": "k"}])
     assert later == [ids[0]]
@@ -345,3 +347,91 @@ def test_a_handler_whose_payload_annotation_cannot_be_resolved_is_refused_at_reg
     with pytest.raises(InvalidArgument, match="module level"):
         queue.handler("unresolvable")(handler)
     assert queue.registry.get("unresolvable") is None
+
+
+async def test_group_and_dead_letter_type_are_stored_with_the_job(queue: Queue) -> None:
+    @queue.handler("on_dead", queue="graveyard", max_attempts=5)
+    async def on_dead(payload: dict[str, Any]) -> None:
+        return None
+
+    job_id = await queue.add_job(
+        "report", group="tenant-42", dead_letter_job_type="on_dead", idempotency_key="k"
+    )
+    job = await queue.get_job(job_id)
+    assert job is not None
+    assert (job.group, job.dead_letter_job_type) == ("tenant-42", "on_dead")
+    assert job.idempotency_expires_at is None  # no window: the key holds while the job is kept
+    plain = await queue.get_job(await queue.add_job("report"))
+    assert plain is not None
+    assert (plain.group, plain.dead_letter_job_type) == (None, None)
+
+
+async def test_a_job_cannot_be_its_own_dead_letter_type(queue: Queue) -> None:
+    with pytest.raises(InvalidArgument, match="own type"):
+        await queue.add_job("report", dead_letter_job_type="report")
+    await assert_nothing_stored(queue)
+
+
+async def test_a_batch_ref_must_name_an_earlier_job(queue: Queue) -> None:
+    with pytest.raises(InvalidArgument, match="not the ref of an earlier job"):
+        await queue.add_jobs(
+            [
+                {"job_type": "a", "ref": "first", "depends_on": ["second"]},
+                {"job_type": "b", "ref": "second", "depends_on": ["first"]},
+            ]
+        )
+    with pytest.raises(InvalidArgument, match="two jobs"):
+        await queue.add_jobs([{"job_type": "a", "ref": "x"}, {"job_type": "b", "ref": "x"}])
+    await assert_nothing_stored(queue)
+
+
+async def test_a_hundred_concurrent_adds_with_one_key_make_one_job(queue: Queue) -> None:
+    ids = await asyncio.gather(
+        *(queue.add_job("report", {"n": n}, idempotency_key="once") for n in range(100))
+    )
+    assert len(set(ids)) == 1
+    assert sum(job_id.created for job_id in ids) == 1  # exactly one caller created it
+    page = await queue.list_jobs(job_type="report")
+    assert [job.id for job in page.items] == [ids[0]]
+
+
+async def test_an_idempotency_window_lets_the_key_make_a_new_job_after_it(
+    store_url: str,
+) -> None:
+    clock = FrozenClock(datetime(2030, 1, 1, tzinfo=UTC))
+    async with Queue(store_url, clock=clock) as queue:
+        first = await queue.add_job("report", {"v": 1}, idempotency_key="k", idempotency_window=60)
+        job = await queue.get_job(first)
+        assert job is not None
+        assert job.idempotency_expires_at == clock.now() + timedelta(seconds=60)
+        clock.advance(59)
+        inside = await queue.add_job("report", {"v": 2}, idempotency_key="k")
+        assert (inside, inside.created) == (first, False)
+        clock.advance(1)
+        after = await queue.add_job("report", {"v": 3}, idempotency_key="k")
+        assert after.created
+        assert after != first
+        again = await queue.add_job("report", {"v": 4}, idempotency_key="k")
+        assert (again, again.created) == (after, False)  # the new job holds the key now
+        old = await queue.get_job(first)
+        assert old is not None
+        assert old.idempotency_key is None  # the key moved to the new job
+        new = await queue.get_job(after)
+        assert new is not None
+        assert (new.idempotency_key, new.idempotency_expires_at) == ("k", None)
+        assert (await queue.stats()).totals[JobStatus.PENDING] == 2
+
+
+async def test_a_handler_can_give_its_jobs_an_idempotency_window(store_url: str) -> None:
+    clock = FrozenClock(datetime(2030, 1, 1, tzinfo=UTC))
+    async with Queue(store_url, clock=clock) as queue:
+
+        @queue.handler("sync", idempotency_window=10)
+        async def sync(payload: dict[str, Any]) -> None:
+            return None
+
+        first = await queue.add_job("sync", idempotency_key="user-1")
+        clock.advance(10)
+        second = await queue.add_job("sync", idempotency_key="user-1")
+        assert second.created
+        assert second != first

@@ -208,6 +208,7 @@ async def test_stats_count_jobs_per_type_and_status_with_zeros_for_the_rest(
     stats = await queue.stats()
     assert set(stats.by_type) == {"a", "b"}
     assert stats.by_type["a"] == {
+        JobStatus.BLOCKED: 0,
         JobStatus.PENDING: 1,
         JobStatus.PROCESSING: 1,
         JobStatus.WAITING: 0,
@@ -218,6 +219,7 @@ async def test_stats_count_jobs_per_type_and_status_with_zeros_for_the_rest(
     assert stats.by_type["b"][JobStatus.PENDING] == 1
     assert set(stats.by_type["b"]) == set(JobStatus)
     assert stats.totals == {
+        JobStatus.BLOCKED: 0,
         JobStatus.PENDING: 2,
         JobStatus.PROCESSING: 1,
         JobStatus.WAITING: 0,
@@ -295,3 +297,26 @@ async def test_a_handler_without_a_payload_annotation_has_an_empty_schema(queue:
     (info,) = await queue.list_job_types()
     assert info.payload_schema == {}
     assert info.queue == "default"
+
+
+async def test_jobs_added_with_an_origin_are_listed_by_their_actor(queue: Queue) -> None:
+    from agentqueue import Origin
+
+    agent = Origin(door="mcp", actor="ci-bot", client="claude-code", session="s1")
+    ids = await queue.add_jobs([{"job_type": "a"}, {"job_type": "b"}], origin=agent)
+    other = await queue.add_job("a", origin=Origin(door="rest", actor="human"))
+    plain = await queue.add_job("a")
+    job = await queue.get_job(ids[0])
+    assert job is not None
+    assert job.origin == agent
+    assert (await queue.get_job(plain)).origin is None  # type: ignore[union-attr]
+    page = await queue.list_jobs(created_by="ci-bot", order="oldest")
+    assert [j.id for j in page.items] == ids
+    assert [j.id for j in (await queue.list_jobs(created_by="human")).items] == [other]
+    assert [j.id for j in (await queue.list_jobs(created_by="ci-bot", job_type="b")).items] == [
+        ids[1]
+    ]
+    await queue.cancel_job(other)
+    await queue.add_job("later")
+    assert (await queue.purge_jobs(created_by="human")).changed == 1
+    assert (await queue.list_jobs(created_by="human")).items == []

@@ -18,7 +18,8 @@ from agentqueue.states import (
     edges,
 )
 
-P, R, W, C, F, X = (
+B, P, R, W, C, F, X = (
+    JobStatus.BLOCKED,
     JobStatus.PENDING,
     JobStatus.PROCESSING,
     JobStatus.WAITING,
@@ -36,8 +37,9 @@ EXPECTED_TABLE = {
     Transition.RESCUE: ({R}, {P, F}),
     Transition.WAIT: ({R}, {W}),
     Transition.RESUME: ({W}, {P}),
-    Transition.CANCEL: ({P, W, R}, {X}),
-    Transition.RETRY: ({F, X}, {P}),
+    Transition.UNBLOCK: ({B}, {P}),
+    Transition.CANCEL: ({B, P, W, R}, {X}),
+    Transition.RETRY: ({F, X}, {P, B}),
     Transition.EDIT: ({P}, {P}),
 }
 
@@ -64,7 +66,7 @@ def test_edges_is_the_union_of_every_transitions_source_target_pairs() -> None:
 
 def test_terminal_and_active_states_partition_every_status() -> None:
     assert {C, F, X} == TERMINAL
-    assert {P, R, W} == ACTIVE
+    assert {B, P, R, W} == ACTIVE
     assert TERMINAL.isdisjoint(ACTIVE)
     assert set(JobStatus) == TERMINAL | ACTIVE
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from agentqueue.backends.base import Backend, Capabilities
 from agentqueue.errors import ConfigError, MissingExtra
@@ -91,8 +92,20 @@ def backend_for(target: Any) -> Backend:
 def describe(target: Any) -> str:
     """Return a printable name of a store target, without passwords."""
     if isinstance(target, str):
-        return target
+        return redact(target)
     url = getattr(target, "url", None)
     if url is not None and hasattr(url, "render_as_string"):
         return url.render_as_string(hide_password=True)
     return f"<{type(target).__module__}.{type(target).__name__}>"
+
+
+def redact(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`: safe for logs and answers."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

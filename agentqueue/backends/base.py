@@ -16,6 +16,7 @@ and reported as lost, never applied to someone else's attempt.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,8 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from agentqueue.models import (
+    ApiKey,
+    AuditRecord,
     CronJob,
     CronStatus,
     ErrorRecord,
@@ -31,11 +34,15 @@ from agentqueue.models import (
     JobEvent,
     JobFilter,
     JobTypeInfo,
+    Limit,
+    LimitScope,
     ListOrder,
     QueueStats,
     Token,
     TokenStatus,
+    WorkerInfo,
 )
+from agentqueue.states import JobStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,39 @@ class InsertJob:
     timeout: float | None
     idempotency_key: str | None
     force_kill_on_timeout: bool = False
+    idempotency_window: float | None = None
+    """Seconds during which `idempotency_key` returns this job (None: while it is kept)."""
+    group: str | None = None
+    dead_letter: dict[str, Any] | None = None
+    """The dead-letter job to enqueue after the last failed attempt: `job_type`, `queue` and its
+    resolved options (the core resolves them at enqueue; the store only copies them)."""
+    depends_on: tuple[int, ...] = ()
+    """Existing jobs this one runs after."""
+    depends_on_batch: tuple[int, ...] = ()
+    """Earlier jobs of the same `insert_jobs` call this one runs after (their indexes)."""
+    depends_on_tags: tuple[str, ...] = ()
+    """Tags whose unfinished jobs (at insert time) this one runs after."""
+    origin: dict[str, Any] | None = None
+    """Who asked for it (`models.Origin` as JSON data); its `actor` is `created_by`."""
+
+    @classmethod
+    def for_dead_letter(cls, spec: dict[str, Any], payload: Any) -> InsertJob:
+        """The dead-letter job a store enqueues from a failed job's `dead_letter` spec."""
+        return cls(
+            job_type=spec["job_type"],
+            queue=spec["queue"],
+            payload=payload,
+            priority=spec["priority"],
+            run_at=None,
+            delay=0.0,
+            tags=list(spec.get("tags", [])),
+            max_attempts=spec["max_attempts"],
+            retry_delay=spec["retry_delay"],
+            retry_backoff=spec["retry_backoff"],
+            retry_delay_max=spec.get("retry_delay_max"),
+            timeout=spec.get("timeout"),
+            idempotency_key=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +439,12 @@ class Backend(Protocol):
         part. Tokens created outside any job are not purged (yet)."""
         ...
 
+    async def delete_jobs(self, ids: Sequence[int]) -> list[int]:
+        """Delete those of `ids` that are finished (completed, failed, cancelled), with
+        everything of theirs, as the purge does; return the ids deleted. Active jobs are left:
+        cancel them first. (SQLite never deletes its newest job: its id would be reused.)"""
+        ...
+
     # -- cron --------------------------------------------------------------------------------
     async def put_cron_job(self, cron: CronJob, *, now: datetime | None = None) -> CronJob:
         """Insert or replace the schedule `cron.name` (its definition, status and next_run_at
@@ -423,6 +469,11 @@ class Backend(Protocol):
         """Return active schedules whose `next_run_at` <= now, earliest first."""
         ...
 
+    async def store_now(self) -> datetime:
+        """The store's own clock: the database's where it has one (PostgreSQL's, through the
+        measured offset; Redis' `TIME`), else this process's. The time `now=None` means."""
+        ...
+
     async def fire_cron(
         self,
         *,
@@ -444,9 +495,88 @@ class Backend(Protocol):
         ...
 
     async def next_due(
-        self, *, queue: str | None, job_types: Sequence[str] | None
+        self,
+        *,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        now: datetime | None = None,
     ) -> datetime | None:
-        """Return the earliest `run_at` of a pending job the claimer could take, if any."""
+        """Return when the claimer may next find work: the earliest `run_at` of a pending job
+        it could take whose job type and group admit it (flow limits), or when a rate window
+        reopens for one held back by its rate; None when only a change can bring work."""
+        ...
+
+    # -- doors: worker presence, API keys, audit ---------------------------------------------
+    async def beat_worker(self, info: WorkerInfo, *, now: datetime | None = None) -> None:
+        """Record that a worker is alive (insert or replace it; `last_seen_at` is `now`)."""
+        ...
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly."""
+        ...
+
+    async def list_workers(self, *, seen_after: datetime | None = None) -> list[WorkerInfo]:
+        """Return the workers seen after a time (all when None), oldest start first."""
+        ...
+
+    async def forget_workers(self, *, seen_before: datetime) -> int:
+        """Delete workers not seen since a time (crashed ones); return how many."""
+        ...
+
+    async def put_api_key(self, key: ApiKey, secret_hash: str) -> None:
+        """Store a new key by the hash of its secret.
+
+        Raises:
+            InvalidArgument: an active key has that name.
+        """
+        ...
+
+    async def find_api_key(self, secret_hash: str) -> ApiKey | None:
+        """Return the active key whose secret has this hash, or None."""
+        ...
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Return every key, revoked ones too, oldest first."""
+        ...
+
+    async def revoke_api_key(self, name: str, *, now: datetime | None = None) -> ApiKey | None:
+        """Revoke the active key of that name; return it, or None when there is none."""
+        ...
+
+    async def write_audit(self, record: AuditRecord) -> AuditRecord:
+        """Append an audit record; return it with its id (ids grow)."""
+        ...
+
+    async def list_audit(
+        self, *, limit: int = 100, before_id: int | None = None
+    ) -> list[AuditRecord]:
+        """Return audit records, newest first, older than `before_id` when given."""
+        ...
+
+    async def purge_audit(self, *, before: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` of the oldest audit records before a time; return how many."""
+        ...
+
+    # -- flow limits -------------------------------------------------------------------------
+    async def update_limit(
+        self,
+        scope: LimitScope,
+        key: str,
+        changes: dict[str, Any],
+        *,
+        now: datetime | None = None,
+    ) -> Limit | None:
+        """Set some fields of a job type's or group's limit atomically (a new limit starts
+        empty); delete it when it then limits nothing. Return it (None: no limit left). Wakes
+        waiting workers (a resumed type or a raised limit may let jobs run)."""
+        ...
+
+    async def list_limits(self) -> list[Limit]:
+        """Return every limit, by scope then key."""
+        ...
+
+    async def remove_limit(self, scope: LimitScope, key: str) -> bool:
+        """Delete a key's limit; False when it had none."""
         ...
 
     def change_token(self) -> int:
@@ -506,6 +636,16 @@ class Backend(Protocol):
         """Count jobs per job type and status."""
         ...
 
+    async def finished_counts(
+        self, *, since: datetime, bucket_seconds: int
+    ) -> list[tuple[int, JobStatus, int]]:
+        """Count the jobs that finished (completed, failed, cancelled) at or after `since`, per
+        bucket of their `completed_at`: rows of (bucket number, status, count), the bucket
+        number being `floor(epoch seconds / bucket_seconds)`; buckets with no job are left
+        out. Reads the finished-jobs index (the retention's), so it costs the jobs in the
+        window, and a purged or retried job is no longer counted."""
+        ...
+
     # -- maintain ----------------------------------------------------------------------------
     async def rescue_expired(self, *, now: datetime | None = None) -> list[int]:
         """Take back jobs whose lease expired: pending again if attempts remain, else failed.
@@ -551,4 +691,69 @@ class Backend(Protocol):
 
     async def list_job_types(self) -> list[JobTypeInfo]:
         """Return every published job type, by name."""
+        ...
+
+
+@runtime_checkable
+class RefreshesStatistics(Protocol):
+    """A store whose query planner needs fresh table statistics (PostgreSQL): a queue table
+    filled faster than autovacuum looks (20,000 jobs in a second, then drained) keeps the
+    statistics of an empty table, and the planner then sorts every pending row on each claim
+    instead of walking the claim index (a claim at 6,000 pending took 4 ms instead of 0.3)."""
+
+    async def refresh_statistics(self) -> list[str]:
+        """Refresh the statistics of the store's tables that changed a lot since they were
+        last gathered (cheap when none did); return the tables refreshed."""
+        ...
+
+
+@runtime_checkable
+class FinishesWithClaim(Protocol):
+    """A store that writes a batch of outcomes and claims the next jobs in one transaction
+    (SQLite): a busy worker's claim carries the outcomes waiting to be written, so one commit
+    serves both."""
+
+    async def finish_and_claim(
+        self,
+        *,
+        worker_id: str,
+        outcomes: Sequence[Outcome],
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> tuple[set[int], list[Job]]:
+        """`finish(outcomes)` then `claim(...)` in one transaction: the ids whose lease was
+        lost and the claimed jobs. An error means nothing was written (as far as the caller can
+        tell: an outcome written twice is refused by its lease fence, never applied twice)."""
+        ...
+
+
+@runtime_checkable
+class ClaimsAfterChange(Protocol):
+    """A store that can wait for a change and claim in one step, with no round trip between
+    the change and the claim (Redis). A worker's idle lanes use it instead of
+    `wait_for_change` followed by `claim`."""
+
+    async def claim_after_change(
+        self,
+        *,
+        worker_id: str,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        since: int,
+        timeout: float,
+        interrupt: asyncio.Event,
+    ) -> list[Job]:
+        """`claim` on the store's own clock, once the store changed after `since` (a change
+        token taken before this worker's last claim with the same filter), `timeout` seconds
+        passed, or `interrupt` was set; whichever comes first.
+
+        It may claim early (a spurious wake-up); it never waits past a change. Jobs claimed
+        here are this worker's exactly as from `claim`, including when `interrupt` ended the
+        wait.
+        """
         ...

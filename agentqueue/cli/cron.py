@@ -26,7 +26,11 @@ from agentqueue.queue import Queue
 
 app = typer.Typer(
     name="cron",
-    help="Add, list, show, edit, pause, resume and remove cron schedules.",
+    help=(
+        "Add, list, show, edit, pause, resume and remove cron schedules.\n\nExamples:\n\n"
+        "    agentqueue cron add nightly-report '0 2 * * *' build_report\n"
+        "    agentqueue cron list\n"
+    ),
     no_args_is_help=True,
 )
 
@@ -96,7 +100,13 @@ def add(
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Add (or replace) a schedule; prints it with its next tick."""
+    """Add (or replace) a schedule; prints it with its next tick.
+
+    Examples:
+
+        agentqueue cron add nightly-report '0 2 * * *' build_report --timezone Europe/Paris
+        agentqueue cron add heartbeat @hourly ping --payload '{"url": "https://x.io"}'
+    """
     body = parse_json_option("--payload", payload) if payload is not None else None
     options = _options(priority, max_attempts, timeout, queue, tag)
     cron = _act(
@@ -121,7 +131,13 @@ def list_schedules(
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List schedules by name."""
+    """List schedules by name.
+
+    Examples:
+
+        agentqueue cron list
+        agentqueue cron list --status paused --json
+    """
 
     async def go() -> list[CronJob]:
         async with opened_queue(url) as queue:
@@ -150,7 +166,12 @@ def list_schedules(
 
 @app.command("show")
 def show(name: Name, url: UrlOption = None, json_output: JsonOption = False) -> None:
-    """Show one schedule."""
+    """Show one schedule.
+
+    Examples:
+
+        agentqueue cron show nightly-report
+    """
 
     async def get(queue: Queue) -> CronJob:
         cron = await queue.get_cron_job(name)
@@ -176,7 +197,12 @@ def edit(
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Change a schedule; only the options given change."""
+    """Change a schedule; only the options given change.
+
+    Examples:
+
+        agentqueue cron edit nightly-report --expression '30 2 * * *'
+    """
     changes: dict[str, Any] = _options(priority, max_attempts, timeout, queue, tag)
     if expression is not None:
         changes["cron_expression"] = expression
@@ -189,23 +215,41 @@ def edit(
 
 @app.command("pause")
 def pause(name: Name, url: UrlOption = None, json_output: JsonOption = False) -> None:
-    """Stop a schedule from firing."""
+    """Stop a schedule from firing.
+
+    Examples:
+
+        agentqueue cron pause nightly-report
+    """
     _print(_act(url, None, lambda q: q.pause_cron_job(name)), json_output)
 
 
 @app.command("resume")
 def resume(name: Name, url: UrlOption = None, json_output: JsonOption = False) -> None:
-    """Fire again from the next tick after now."""
+    """Fire again from the next tick after now.
+
+    Examples:
+
+        agentqueue cron resume nightly-report
+    """
     _print(_act(url, None, lambda q: q.resume_cron_job(name)), json_output)
 
 
 @app.command("remove")
-def remove(name: Name, url: UrlOption = None) -> None:
-    """Delete a schedule (the jobs it enqueued stay)."""
+def remove(name: Name, url: UrlOption = None, json_output: JsonOption = False) -> None:
+    """Delete a schedule (the jobs it enqueued stay).
+
+    Examples:
+
+        agentqueue cron remove nightly-report
+    """
 
     async def go() -> None:
         async with opened_queue(url) as queue:
             await queue.remove_cron_job(name)
 
     run(go())
-    typer.echo(f"removed {name}")
+    if json_output:
+        print_json({"removed": name})
+    else:
+        typer.echo(f"removed {name}")

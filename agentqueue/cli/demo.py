@@ -19,7 +19,13 @@ def demo(
         float, typer.Option("--interval", min=0.1, help="Seconds between rounds.")
     ] = 3.0,
 ) -> None:
-    """Run a worker, enqueue demo jobs every few seconds, print each job event (Ctrl+C stops)."""
+    """Run a worker, enqueue demo jobs every few seconds, print each job event (Ctrl+C stops).
+
+    Examples:
+
+        agentqueue demo
+        agentqueue demo --rounds 2 --interval 1
+    """
     from agentqueue import demo as demo_app
 
     if url is not None:

@@ -1,4 +1,4 @@
-"""`agentqueue jobs …`: add, list, show, cancel, retry, edit and inspect jobs."""
+"""`agentqueue jobs …`: add, list, show, watch, cancel, retry, edit and inspect jobs."""
 
 from __future__ import annotations
 
@@ -20,14 +20,19 @@ from agentqueue.cli.common import (
     run,
     split_list,
 )
+from agentqueue.cli.watch import watch_job
 from agentqueue.errors import InvalidArgument, JobNotFound
-from agentqueue.models import Job, JobEvent, ListOrder, Page, TagMode
+from agentqueue.models import BulkResult, Job, JobEvent, ListOrder, Page, TagMode
 from agentqueue.queue import Queue
 from agentqueue.states import JobStatus
 
 app = typer.Typer(
     name="jobs",
-    help="Add, list, inspect and change jobs.",
+    help=(
+        "Add, list, inspect and change jobs.\n\nExamples:\n\n"
+        "    agentqueue jobs list --status failed\n"
+        "    agentqueue jobs watch 42\n"
+    ),
     no_args_is_help=True,
 )
 
@@ -112,11 +117,50 @@ def add_job(
         str | None,
         typer.Option(help="A second add with the same job type and key returns the first id."),
     ] = None,
+    idempotency_window: Annotated[
+        float | None,
+        typer.Option(help="Seconds after which the key may make a new job.", show_default=False),
+    ] = None,
+    depends_on: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--depends-on",
+            help="Run after this job completed; repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    depends_on_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--depends-on-tag",
+            help="Run after the unfinished jobs with this tag completed; repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="The job's group (its limits apply).", show_default=False),
+    ] = None,
+    dead_letter: Annotated[
+        str | None,
+        typer.Option(
+            "--dead-letter",
+            help="Job type enqueued if this job fails for good.",
+            show_default=False,
+        ),
+    ] = None,
     app_spec: AppOption = None,
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Enqueue a job and print its id."""
+    """Enqueue a job and print its id.
+
+    Examples:
+
+        agentqueue jobs add send_email --payload '{"to": "a@x.io"}'
+        agentqueue jobs add report --payload @report.json --delay 60 --tag nightly
+        agentqueue jobs add send_email --json | jq .id
+    """
     if delay is not None and run_at is not None:
         raise InvalidArgument("give --delay or --run-at, not both")
     # Only options the user gave are passed, so the handler's defaults apply to the rest.
@@ -129,6 +173,11 @@ def add_job(
         "max_attempts": max_attempts,
         "timeout": timeout,
         "idempotency_key": idempotency_key,
+        "idempotency_window": idempotency_window,
+        "depends_on": depends_on or None,
+        "depends_on_tags": split_list(depends_on_tag),
+        "group": group,
+        "dead_letter_job_type": dead_letter,
     }
     options = {name: value for name, value in given.items() if value is not None}
     data = parse_json_option("--payload", payload) if payload is not None else {}
@@ -175,7 +224,14 @@ def list_jobs(
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List jobs, newest first, one page at a time."""
+    """List jobs, newest first, one page at a time.
+
+    Examples:
+
+        agentqueue jobs list --status failed
+        agentqueue jobs list --job-type send_email --tag vip --limit 10
+        agentqueue jobs list --json | jq '.items[].id'
+    """
 
     async def go() -> Page[Job]:
         async with opened_queue(url) as queue:
@@ -204,7 +260,13 @@ def list_jobs(
 
 @app.command("show")
 def show_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = False) -> None:
-    """Show everything about one job."""
+    """Show everything about one job.
+
+    Examples:
+
+        agentqueue jobs show 42
+        agentqueue jobs show 42 --json | jq .output
+    """
 
     async def go() -> Job:
         async with opened_queue(url) as queue:
@@ -217,9 +279,17 @@ def show_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = Fal
         print_job(job)
 
 
+app.command("watch")(watch_job)
+
+
 @app.command("cancel")
 def cancel_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = False) -> None:
-    """Cancel a job: a waiting one at once, a running one is asked to stop."""
+    """Cancel a job: a waiting one at once, a running one is asked to stop.
+
+    Examples:
+
+        agentqueue jobs cancel 42
+    """
 
     async def go() -> Job:
         async with opened_queue(url) as queue:
@@ -236,7 +306,12 @@ def cancel_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = F
 
 @app.command("retry")
 def retry_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = False) -> None:
-    """Run a failed or cancelled job again from attempt 1."""
+    """Run a failed or cancelled job again from attempt 1.
+
+    Examples:
+
+        agentqueue jobs retry 42
+    """
 
     async def go() -> Job:
         async with opened_queue(url) as queue:
@@ -251,7 +326,13 @@ def retry_job(job_id: JobId, url: UrlOption = None, json_output: JsonOption = Fa
 
 @app.command("events")
 def job_events(job_id: JobId, url: UrlOption = None, json_output: JsonOption = False) -> None:
-    """Show a job's history, oldest first."""
+    """Show a job's history, oldest first.
+
+    Examples:
+
+        agentqueue jobs events 42
+        agentqueue jobs events 42 --json
+    """
 
     async def go() -> list[JobEvent]:
         async with opened_queue(url) as queue:
@@ -289,7 +370,13 @@ def edit_job(
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Change a pending job; fields not given stay as they are."""
+    """Change a pending job; fields not given stay as they are.
+
+    Examples:
+
+        agentqueue jobs edit 42 --priority 10
+        agentqueue jobs edit 42 --run-at 2030-01-31T09:00:00Z --tag urgent
+    """
     changes: dict[str, Any] = {}
     if payload is not None:
         changes["payload"] = parse_json_option("--payload", payload)
@@ -311,3 +398,57 @@ def edit_job(
         print_json(job.model_dump(mode="json"))
     else:
         typer.echo(f"job {job.id} updated: {', '.join(sorted(changes))}")
+
+
+@app.command("purge")
+def purge_jobs(
+    status: Annotated[
+        list[JobStatus] | None,
+        typer.Option(
+            help="Only finished jobs in this status (completed, failed, cancelled); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    job_type: Annotated[
+        list[str] | None,
+        typer.Option("--job-type", help="Only this job type; repeatable.", show_default=False),
+    ] = None,
+    queue_name: Annotated[
+        list[str] | None,
+        typer.Option("--queue", help="Only this queue; repeatable.", show_default=False),
+    ] = None,
+    tag: TagOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count and show matches; delete nothing.")
+    ] = False,
+    url: UrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete finished jobs (and their history) that match the filters.
+
+    Examples:
+
+        agentqueue jobs purge --status completed --dry-run
+        agentqueue jobs purge --status failed --job-type send_email
+    """
+
+    async def go() -> BulkResult:
+        async with opened_queue(url) as queue:
+            return await queue.purge_jobs(
+                dry_run=dry_run,
+                status=status,
+                job_type=split_list(job_type),
+                queue=split_list(queue_name),
+                tags=split_list(tag),
+            )
+
+    result = run(go())
+    if json_output:
+        print_json(result.model_dump(mode="json"))
+        return
+    if dry_run:
+        typer.echo(f"{result.matched} job(s) would be deleted")
+        if result.sample:
+            print_table(JOB_COLUMNS, [job_row(job) for job in result.sample])
+    else:
+        typer.echo(f"deleted {result.changed} of {result.matched} job(s)")

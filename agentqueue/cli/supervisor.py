@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from typing import Annotated
 
 import typer
 
 from agentqueue.cli.common import JsonOption, UrlOption, opened_queue, print_json, run
+from agentqueue.cli.worker import LogFormatOption, configure_logging
 from agentqueue.models import MaintenanceReport
 
 KeepOption = Annotated[
@@ -30,6 +30,7 @@ def supervisor(
     ] = None,
     keep_finished: KeepOption = None,
     keep_events: KeepOption = None,
+    log_format: LogFormatOption = None,
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -37,6 +38,11 @@ def supervisor(
 
     Every `agentqueue worker` already runs this; run it alone when workers run with
     supervise=False, or with --once from cron or a serverless function. Safe to run many.
+
+    Examples:
+
+        agentqueue supervisor --url postgresql://app@db/jobs --log-format json
+        agentqueue supervisor --once --json
     """
     settings = {"interval": interval, "keep_finished": keep_finished, "keep_events": keep_events}
 
@@ -63,5 +69,5 @@ def supervisor(
                 f"{report.deleted_jobs} job(s) and {report.deleted_events} event(s)"
             )
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging("info", log_format)
     run(forever())

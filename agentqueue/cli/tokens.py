@@ -23,7 +23,11 @@ from agentqueue.models import Token
 
 app = typer.Typer(
     name="tokens",
-    help="Create, list, show and complete human-in-the-loop tokens.",
+    help=(
+        "Create, list, show and complete human-in-the-loop tokens.\n\nExamples:\n\n"
+        "    agentqueue tokens list --status pending\n"
+        "    agentqueue tokens complete tok_123 --data '{\"approved\": true}'\n"
+    ),
     no_args_is_help=True,
 )
 
@@ -56,7 +60,12 @@ def create(
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a pending token; its id is printed alone on the last line."""
+    """Create a pending token; its id is printed alone on the last line.
+
+    Examples:
+
+        agentqueue tokens create --timeout 3600 --tag approval
+    """
 
     async def go() -> Token:
         async with opened_queue(url) as queue:
@@ -81,7 +90,13 @@ def list_tokens(
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List tokens, newest first."""
+    """List tokens, newest first.
+
+    Examples:
+
+        agentqueue tokens list --status pending
+        agentqueue tokens list --job 42 --json
+    """
 
     async def go() -> list[Token]:
         async with opened_queue(url) as queue:
@@ -111,7 +126,12 @@ def list_tokens(
 
 @app.command("show")
 def show(token_id: TokenId, url: UrlOption = None, json_output: JsonOption = False) -> None:
-    """Show one token."""
+    """Show one token.
+
+    Examples:
+
+        agentqueue tokens show tok_123
+    """
 
     async def go() -> Token:
         async with opened_queue(url) as queue:
@@ -133,7 +153,12 @@ def complete(
     url: UrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Complete a pending token with JSON data; the job waiting on it resumes."""
+    """Complete a pending token with JSON data; the job waiting on it resumes.
+
+    Examples:
+
+        agentqueue tokens complete tok_123 --data '{"approved": true}'
+    """
     value: Any = parse_json_option("--data", data)
 
     async def go() -> Token:

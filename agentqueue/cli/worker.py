@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from agentqueue import logs
 from agentqueue.cli.common import UrlOption, make_queue, run, split_list
 from agentqueue.errors import InvalidArgument
 from agentqueue.worker.worker import parse_queues
@@ -15,20 +16,29 @@ from agentqueue.worker.worker import parse_queues
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def configure_logging(level: str) -> None:
-    """Send log records of `level` and above to stderr, one line each.
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="text (one line per record) or json (one JSON object per line); "
+        "default $AGENTQUEUE_LOG_FORMAT, else text.",
+        show_default=False,
+    ),
+]
+
+
+def configure_logging(level: str, fmt: str | None = None) -> None:
+    """Send log records of `level` and above to stderr, one line (or JSON object) each, with
+    the job's id, type and attempt on lines about a job and secrets masked (`agentqueue.logs`).
 
     Raises:
-        InvalidArgument: unknown level name.
+        InvalidArgument: unknown level or format name.
     """
     name = level.strip().lower()
     if name not in LOG_LEVELS:
         raise InvalidArgument(f"--log-level {level!r} is not one of {', '.join(LOG_LEVELS)}")
     numeric = getattr(logging, name.upper())
-    # basicConfig leaves an already configured root logger alone (e.g. the app set up its own
-    # logging on import); the agentqueue logger gets the level either way.
-    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("agentqueue").setLevel(numeric)
+    logs.install(numeric, fmt)
     # Alembic announces its plugins at INFO each time the schema is checked on start.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
 
@@ -100,9 +110,17 @@ def worker(
     log_level: Annotated[
         str, typer.Option("--log-level", help=f"One of {', '.join(LOG_LEVELS)}.")
     ] = "info",
+    log_format: LogFormatOption = None,
     url: UrlOption = None,
 ) -> None:
-    """Run the handlers of an app's Queue; SIGTERM or Ctrl-C drains running jobs, then exits."""
+    """Run the handlers of an app's Queue; SIGTERM or Ctrl-C drains running jobs, then exits.
+
+    Examples:
+
+        agentqueue worker --app myapp.jobs:queue
+        agentqueue worker --app myapp.jobs:queue --queues ai:2,default:10 --log-format json
+        agentqueue worker --app myapp.jobs:queue --once
+    """
     if concurrency is not None and queues is not None:
         raise InvalidArgument("give --concurrency or --queues, not both")
     if concurrency is not None and concurrency < 1:
@@ -112,7 +130,7 @@ def worker(
     if shutdown_timeout is not None and shutdown_timeout < 0:
         raise InvalidArgument(f"--shutdown-timeout must not be negative, not {shutdown_timeout:g}")
     lanes = parse_queues(queues) if queues is not None else None
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     queue = make_queue(url, app_spec)
     job_worker = queue.worker(
         concurrency=concurrency,

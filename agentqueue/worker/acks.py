@@ -61,8 +61,29 @@ class AckBatcher:
                 except TimeoutError:
                     pass
             self._kick.clear()
-            batch, self._buffer = self._buffer[: self._max_batch], self._buffer[self._max_batch :]
-            await self._write(batch)
+            batch = self.take()
+            if batch:  # a claim may have taken the buffer along (`take`) while this waited
+                await self._write(batch)
+
+    def take(self) -> list[tuple[Outcome, asyncio.Future[bool]]]:
+        """Hand the outcomes not yet being written to a caller that writes them itself (a
+        claim in the same transaction, `FinishesWithClaim`); it must then call `settle` with
+        the result, or `give_back` when its write failed."""
+        batch, self._buffer = self._buffer[: self._max_batch], self._buffer[self._max_batch :]
+        return batch
+
+    @staticmethod
+    def settle(batch: list[tuple[Outcome, asyncio.Future[bool]]], lost: set[int]) -> None:
+        """Resolve the futures of a taken batch that was written; `lost`: lost leases."""
+        for outcome, future in batch:
+            if not future.done():
+                future.set_result(outcome.lease.job_id not in lost)
+
+    def give_back(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
+        """Return a taken batch whose write failed: this batcher writes it (retrying) next."""
+        self._buffer[:0] = batch
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon(), name="agentqueue-acks")
 
     async def _write(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
         loop = asyncio.get_running_loop()
@@ -85,9 +106,7 @@ class AckBatcher:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 continue
-            for outcome, future in batch:
-                if not future.done():
-                    future.set_result(outcome.lease.job_id not in lost)
+            self.settle(batch, lost)
             return
 
     async def drain(self) -> None:

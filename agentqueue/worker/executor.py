@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import itertools
-import json
 import logging
 import threading
 import traceback
@@ -21,7 +21,7 @@ from agentqueue.backends.base import Lease, Outcome, OutcomeKind
 from agentqueue.context import JobCancelled, JobContext, JobSuspended
 from agentqueue.errors import LeaseLost, PayloadInvalid
 from agentqueue.models import ErrorRecord, FailureReason, Job
-from agentqueue.registry import HandlerSpec, payload_value
+from agentqueue.registry import HandlerSpec, check_plain_json, payload_value
 from agentqueue.retry import retry_delay
 from agentqueue.worker.isolated import ChildFailed, run_in_child
 
@@ -183,7 +183,7 @@ async def execute(
         return _handler_failed(job, error, now())
     output = payload_value(ctx.output_or(returned))
     try:
-        json.dumps(output, allow_nan=False)
+        check_plain_json(output)
     except (TypeError, ValueError) as error:
         return failure(
             job,
@@ -205,7 +205,10 @@ async def _run(running: Running, spec: HandlerSpec, payload: Any, threads: Execu
             return run_in_child(spec.fn, payload, job, takes_context=spec.takes_context)
         if spec.is_async:
             return spec.fn(*args)
-        return loop.run_in_executor(threads, functools.partial(spec.fn, *args))
+        # In the job's context (a thread does not inherit it): the handler's log lines name
+        # the job, as an async handler's do.
+        context = contextvars.copy_context()
+        return loop.run_in_executor(threads, functools.partial(context.run, spec.fn, *args))
 
     if job.timeout is None:
         return await start()

@@ -17,19 +17,27 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentqueue import config
-from agentqueue.backends.base import Lease, Outcome, OutcomeKind
+from agentqueue import config, logs
+from agentqueue.backends.base import (
+    ClaimsAfterChange,
+    FinishesWithClaim,
+    Lease,
+    Outcome,
+    OutcomeKind,
+)
 from agentqueue.context import AttemptLink, JobContext
 from agentqueue.errors import AgentQueueError, InvalidArgument
 from agentqueue.models import Job
 from agentqueue.worker.acks import AckBatcher
 from agentqueue.worker.executor import HandlerThreads, Parked, Running, StopReason, execute
+from agentqueue.worker.presence import Presence
 
 if TYPE_CHECKING:
     from agentqueue.queue import Queue
@@ -75,7 +83,7 @@ class Claimed:
         return Lease(self.job.id, self.job.attempts)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # lanes are compared by identity
 class Lane:
     """A set of slots: one named queue, or every queue when `queue` is None.
 
@@ -91,6 +99,8 @@ class Lane:
     ready: deque[Claimed] = field(default_factory=deque[Claimed])
     run_time: float | None = None
     """Moving average of handler run time (seconds); None until a job has finished."""
+    waiting: bool = False
+    """In `Worker._claim_after_change`: its claim runs with the next change."""
 
     @property
     def free(self) -> int:
@@ -209,8 +219,14 @@ class Worker:
         self._loops_done = asyncio.Event()
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._reports: dict[tuple[int, str], Any] = {}
+        # Progress/output writers still running per job: the job's outcome waits for them.
+        self._report_writers: dict[int, set[asyncio.Task[None]]] = {}
+        self._deferred_acks: set[asyncio.Task[None]] = set()
         self._threads: HandlerThreads | None = None
         self._acks: AckBatcher | None = None
+        self._claims_after_change: ClaimsAfterChange | None = None
+        self._finishes_with_claim: FinishesWithClaim | None = None
+        """The store, when it claims after a change in one step (set by `run`)."""
 
     # -- control -----------------------------------------------------------------------------
     def request_stop(self, *, force: bool = False) -> None:
@@ -232,6 +248,10 @@ class Worker:
             await self.queue.publish_job_types()
         await self.queue.publish_cron_jobs()
         self._threads = HandlerThreads()
+        store = self.queue.backend
+        # Checked once: a protocol isinstance check costs ~10 us, and `_idle` runs per wake-up.
+        self._claims_after_change = store if isinstance(store, ClaimsAfterChange) else None
+        self._finishes_with_claim = store if isinstance(store, FinishesWithClaim) else None
         self._acks = AckBatcher(
             self.queue.backend,
             self.worker_id,
@@ -242,6 +262,18 @@ class Worker:
         removers = self._install_signals()
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="agentqueue-heartbeat")
         loops = [heartbeat]
+        if not once:
+            presence = Presence.of(
+                self.queue.backend,
+                self.worker_id,
+                queues=[lane.queue for lane in self.lanes if lane.queue is not None],
+                job_types=sorted(self.job_types or self.queue.registry.names()),
+                concurrency=sum(lane.limit for lane in self.lanes),
+                running=lambda: len(self._running),
+            )
+            loops.append(
+                asyncio.create_task(presence.run(self._loops_done), name="agentqueue-presence")
+            )
         if self.supervise:
             supervisor = self.queue.supervisor(interval=self.rescue_interval)
             loops.append(
@@ -298,18 +330,23 @@ class Worker:
     # -- claiming ----------------------------------------------------------------------------
     async def _loop(self) -> None:
         store = self.queue.backend
+        claimed = False
+        token = store.change_token()
         while not self._stopping.is_set():
-            token = store.change_token()
+            if not claimed:
+                # Before looking for work: a change after it wakes the idle wait.
+                token = store.change_token()
             self._wake.clear()
             try:
-                more = await self._claim_all()
+                if not claimed and await self._claim_all():
+                    continue
+                # `claimed`: the idle wait's own claims came back short, so nothing more is due
+                # for them; wait again from the same token.
+                claimed = await self._idle(token)
             except AgentQueueError as error:
                 logger.warning("claim failed, retrying: %s", error)
+                claimed = False
                 await self._sleep(min(self.poll_interval, 1.0))
-                continue
-            if more:
-                continue
-            await self._idle(token)
 
     async def _claim_all(self) -> bool:
         """Fill free slots in every lane; True when a lane got all it asked for (maybe more)."""
@@ -322,18 +359,47 @@ class Worker:
         return more
 
     async def _claim_into(self, lane: Lane, wanted: int) -> int:
-        """Claim up to `wanted` jobs into the lane's buffer, start what fits; return the count."""
-        jobs = await self.queue.backend.claim(
-            worker_id=self.worker_id,
-            queue=lane.queue,
-            job_types=self.job_types,
-            limit=wanted,
-            lease_seconds=self.lease_seconds,
-            now=self.queue.now(),
-        )
+        """Claim up to `wanted` jobs into the lane's buffer, start what fits; return the count.
+
+        On a store that finishes with a claim (SQLite), the outcomes waiting to be written go
+        along: one transaction, one commit for both.
+        """
+        store = self._finishes_with_claim
+        batch = self._acks.take() if store is not None and self._acks is not None else []
+        if store is not None and batch:
+            assert self._acks is not None
+            try:
+                lost, jobs = await store.finish_and_claim(
+                    worker_id=self.worker_id,
+                    outcomes=[outcome for outcome, _ in batch],
+                    queue=lane.queue,
+                    job_types=self.job_types,
+                    limit=wanted,
+                    lease_seconds=self.lease_seconds,
+                    now=self.queue.now(),
+                )
+            except BaseException:
+                self._acks.give_back(batch)  # nothing was written: the batcher retries them
+                raise
+            self._acks.settle(batch, lost)
+        else:
+            jobs = await self.queue.backend.claim(
+                worker_id=self.worker_id,
+                queue=lane.queue,
+                job_types=self.job_types,
+                limit=wanted,
+                lease_seconds=self.lease_seconds,
+                now=self.queue.now(),
+            )
         at = asyncio.get_running_loop().time()
         lane.ready.extend(Claimed(job, at) for job in jobs)
+        running = len(lane.running)
         self._fill(lane)
+        if len(lane.running) > running:
+            # Let the handlers just started take their first step before this loop's next store
+            # call: its own work until it first waits on I/O (SQLAlchemy's pool checkout, say)
+            # would otherwise delay every handler start.
+            await asyncio.sleep(0)
         return len(jobs)
 
     def _fill(self, lane: Lane) -> None:
@@ -368,19 +434,30 @@ class Worker:
     def _count(self, outcome: Outcome) -> None:
         self.counts[outcome.kind.value] += 1
 
-    async def _idle(self, token: int) -> None:
-        """Sleep until a slot frees, the store changes, a delayed job falls due, or a stop."""
+    async def _idle(self, token: int) -> bool:
+        """Sleep until a slot frees, the store changes, a delayed job falls due, or a stop.
+
+        On a store that claims after a change (`ClaimsAfterChange`), the lanes waiting for work
+        claim as they wake; True then means they all came back short (and no other lane has a
+        free slot), so there is nothing to claim until the next change.
+        """
         timeout = self.poll_interval
         waiting_for_work = [lane for lane in self.lanes if lane.free > 0]
         for lane in waiting_for_work:
-            due = await self.queue.backend.next_due(queue=lane.queue, job_types=self.job_types)
+            due = await self.queue.backend.next_due(
+                queue=lane.queue, job_types=self.job_types, now=self.queue.now()
+            )
             if due is not None:
                 timeout = min(timeout, (due - self.queue.clock.now()).total_seconds())
         held = self._release_held()
         if held is not None:
             timeout = min(timeout, held)
         if timeout <= 0:
-            return
+            return False
+        store = self._claims_after_change
+        # Only on the store's own clock: the claim runs later than an injected `now` was read.
+        if waiting_for_work and store is not None and self.queue.now() is None:
+            return await self._claim_after_change(store, waiting_for_work, token, timeout)
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         if waiting_for_work:
             waits.append(
@@ -392,6 +469,44 @@ class Worker:
             for waiter in waits:
                 waiter.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+        return False
+
+    async def _claim_after_change(
+        self, store: ClaimsAfterChange, lanes: list[Lane], token: int, timeout: float
+    ) -> bool:
+        """Each lane claims once the store changes (or at `timeout`, or when `_wake` is set: a
+        stop, or a slot freed in a lane not waiting here); see `_idle` for what True means."""
+
+        async def claim(lane: Lane) -> bool:
+            wanted = lane.wanted
+            jobs = await store.claim_after_change(
+                worker_id=self.worker_id,
+                queue=lane.queue,
+                job_types=self.job_types,
+                limit=wanted,
+                lease_seconds=self.lease_seconds,
+                since=token,
+                timeout=timeout,
+                interrupt=self._wake,
+            )
+            at = asyncio.get_running_loop().time()
+            lane.ready.extend(Claimed(job, at) for job in jobs)
+            self._fill(lane)
+            return len(jobs) < wanted
+
+        for lane in lanes:
+            lane.waiting = True
+        try:
+            # Every lane's claim is awaited to its end: a claim left behind would hold its jobs
+            # leased to this worker without running them.
+            short = await asyncio.gather(*(claim(lane) for lane in lanes), return_exceptions=True)
+        finally:
+            for lane in lanes:
+                lane.waiting = False
+        for result in short:
+            if isinstance(result, BaseException):
+                raise result
+        return all(short) and all(lane.free <= 0 or lane in lanes for lane in self.lanes)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -405,7 +520,11 @@ class Worker:
             # The store handed out a job this worker still runs: that attempt's lease expired
             # (heartbeats were late) and it was rescued. Stop it as a heartbeat would have, so
             # one worker never runs two attempts of a job at once.
-            logger.warning("job %s: claimed again, stopping its stale attempt here", job.id)
+            logger.warning(
+                "job %s: claimed again, stopping its stale attempt here",
+                job.id,
+                extra=logs.job_fields(job),
+            )
             stale.stop(StopReason.LEASE_LOST)
         loop = asyncio.get_running_loop()
         ctx = JobContext(
@@ -437,6 +556,8 @@ class Worker:
                 self.queue.registry.names(),
             ),
             name=f"agentqueue-job-{job.id}",
+            # Every record logged while the job runs names it (agentqueue.logs).
+            context=logs.bound_to(job),
         )
         running.task.add_done_callback(lambda task: self._finished(lane, running, task))
 
@@ -450,13 +571,17 @@ class Worker:
             del self._running[running.job.id]
         lane.ran(asyncio.get_running_loop().time() - running.started)
         self._fill(lane)
-        self._wake.set()
+        if not lane.waiting:  # a lane waiting in `claim_after_change` has free slots already
+            self._wake.set()
+        fields = logs.job_fields(running.job)
         if task.cancelled():
-            logger.error("job %s: its task was cancelled without a reason", running.job.id)
+            logger.error(
+                "job %s: its task was cancelled without a reason", running.job.id, extra=fields
+            )
             return
         error = task.exception()
         if error is not None:
-            logger.error("job %s: the executor failed: %r", running.job.id, error)
+            logger.error("job %s: the executor failed: %r", running.job.id, error, extra=fields)
             return
         outcome = task.result()
         if isinstance(outcome, Parked):
@@ -466,18 +591,40 @@ class Worker:
             logger.warning(
                 "job %s: lease lost (expired or reclaimed); its result was dropped",
                 running.job.id,
+                extra=fields,
             )
             return
+        writers = self._report_writers.get(running.job.id)
+        if writers:
+            # A progress or output write of this attempt is still on its way: the outcome goes
+            # after it, or the write would meet an ended job and be refused (the last
+            # progress lost; on PostgreSQL the two take different connections).
+            task = asyncio.ensure_future(self._submit_after(writers, running, outcome))
+            self._deferred_acks.add(task)
+            task.add_done_callback(self._deferred_acks.discard)
+            return
+        self._submit(running, outcome)
+
+    def _submit(self, running: Running, outcome: Outcome) -> None:
         assert self._acks is not None
         applied = self._acks.submit(outcome)
         # A callback, not a task per job: most outcomes need only counting.
         applied.add_done_callback(lambda done: self._acked(running, outcome, done))
 
+    async def _submit_after(
+        self, writers: set[asyncio.Task[None]], running: Running, outcome: Outcome
+    ) -> None:
+        await asyncio.wait(list(writers))
+        self._submit(running, outcome)
+
     def _acked(self, running: Running, outcome: Outcome, done: asyncio.Future[bool]) -> None:
         """Count an outcome once it is stored, log failures, and start the job type's hook."""
         if done.cancelled() or not done.result():
             logger.warning(
-                "job %s: outcome %s not applied (lease lost)", running.job.id, outcome.kind
+                "job %s: outcome %s not applied (lease lost)",
+                running.job.id,
+                outcome.kind,
+                extra=logs.job_fields(running.job),
             )
             return
         self._count(outcome)
@@ -490,6 +637,7 @@ class Worker:
                 job.attempts,
                 f", retry in {outcome.retry_in:.1f} s" if outcome.kind is OutcomeKind.RETRY else "",
                 outcome.error.message,
+                extra=logs.job_fields(job),
             )
         spec = self.queue.registry.get(job.job_type)
         if spec is None:
@@ -509,20 +657,42 @@ class Worker:
     def _report(self, job_id: int, kind: str, value: Any) -> None:
         """Coalesce progress and output writes: one writer per job and kind, always writing
         the latest value (never an older one last)."""
+        running = self._running.get(job_id)
+        if running is None:
+            return  # the attempt ended: nothing more of it is written
         fresh = (job_id, kind) not in self._reports
         self._reports[job_id, kind] = value
         if fresh:
-            self._spawn(self._write_report(job_id, kind))
+            task = asyncio.ensure_future(self._write_report(running, kind))
+            self._side_tasks.add(task)
+            writers = self._report_writers.setdefault(job_id, set())
+            writers.add(task)
 
-    async def _write_report(self, job_id: int, kind: str) -> None:
+            def done(task: asyncio.Task[None]) -> None:
+                self._side_tasks.discard(task)
+                writers.discard(task)
+                if not writers and self._report_writers.get(job_id) is writers:
+                    del self._report_writers[job_id]
+
+            task.add_done_callback(done)
+
+    async def _write_report(self, running: Running, kind: str) -> None:
+        """Write the latest value of one kind of report until no newer one is waiting."""
+        job_id = running.job.id
         key = (job_id, kind)
         try:
-            while (running := self._running.get(job_id)) is not None and key in self._reports:
+            while key in self._reports:
                 value = self._reports[key]
                 try:
                     await self._store_report(running, kind, value)
                 except AgentQueueError as error:
-                    logger.warning("job %s: %s not saved: %s", job_id, kind, error)
+                    logger.warning(
+                        "job %s: %s not saved: %s",
+                        job_id,
+                        kind,
+                        error,
+                        extra=logs.job_fields(running.job),
+                    )
                 if self._reports.get(key) is value:
                     break
         finally:
@@ -553,7 +723,22 @@ class Worker:
         return not self._loops_done.is_set()
 
     async def _heartbeat_loop(self) -> None:
-        while await self._pause(self.heartbeat_interval):
+        while True:
+            due = time.monotonic() + self.heartbeat_interval
+            if not await self._pause(self.heartbeat_interval):
+                return
+            late = time.monotonic() - due
+            if late > self.lease_seconds / 2:
+                # Heartbeats run on the event loop: a handler that blocks it (a sync call in an
+                # `async def`) stops them too, and its lease may expire under it. Say so, or
+                # the only trace is the "lease lost" that follows.
+                logger.warning(
+                    "heartbeat ran %.1f s late: the event loop was blocked (a blocking call in "
+                    "an async handler? make the handler sync, or await asyncio.to_thread); "
+                    "leases of %g s may have expired",
+                    late,
+                    self.lease_seconds,
+                )
             if self._running:
                 try:
                     await self._heartbeat()
@@ -577,10 +762,18 @@ class Worker:
         for item in running:
             job_id = item.job.id
             if job_id in result.lost and item.task is not None and not item.task.done():
-                logger.warning("job %s: lease lost, stopping its handler", job_id)
+                logger.warning(
+                    "job %s: lease lost, stopping its handler",
+                    job_id,
+                    extra=logs.job_fields(item.job),
+                )
                 item.stop(StopReason.LEASE_LOST)
             elif job_id in result.cancel_requested and item.stop_reason is None:
-                logger.info("job %s: cancel requested, stopping its handler", job_id)
+                logger.info(
+                    "job %s: cancel requested, stopping its handler",
+                    job_id,
+                    extra=logs.job_fields(item.job),
+                )
                 item.ctx._request_cancel()  # pyright: ignore[reportPrivateUsage]
                 spec = self.queue.registry.get(item.job.job_type)
                 # A sync handler runs in a thread that cannot be interrupted: it sees
@@ -594,7 +787,11 @@ class Worker:
             keep: deque[Claimed] = deque()
             for claimed in lane.ready:
                 if claimed.job.id in lost:
-                    logger.warning("job %s: lease lost before it started", claimed.job.id)
+                    logger.warning(
+                        "job %s: lease lost before it started",
+                        claimed.job.id,
+                        extra=logs.job_fields(claimed.job),
+                    )
                 elif claimed.job.id in cancel_requested:
                     self._give_back(claimed, OutcomeKind.CANCEL)
                 else:
@@ -632,6 +829,8 @@ class Worker:
         for item in leftovers:
             item.stop(StopReason.SHUTDOWN)
         await asyncio.gather(*(r.task for r in leftovers if r.task), return_exceptions=True)
+        if self._deferred_acks:
+            await asyncio.wait(list(self._deferred_acks), timeout=self.shutdown_timeout)
         if self._acks is not None:
             await self._acks.drain()
         # Hooks and progress writes get the shutdown timeout too: a hung hook must not keep a

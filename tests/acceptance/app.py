@@ -79,3 +79,19 @@ async def workflow(flow: Flow, ctx: JobContext) -> dict[str, Any]:
     answer = await ctx.wait_for_token(token)
     three = await ctx.step("three", lambda: _effect(ctx, "three"))
     return {"steps": [one, two, three], "answer": answer.data}
+
+
+class Steps(BaseModel):
+    """How many progress steps to report, and how long each takes."""
+
+    steps: int = 4
+    step_ms: int = 50
+
+
+@queue.handler("progress", description="Report progress in steps, then return the step count.")
+async def progress(task: Steps, ctx: JobContext) -> dict[str, Any]:
+    """Each step sets progress (a `progress` event another process can follow live)."""
+    for step in range(1, task.steps + 1):
+        await asyncio.sleep(task.step_ms / 1000)
+        ctx.set_progress(step * 100 // task.steps, f"step {step} of {task.steps}")
+    return {"steps": task.steps}

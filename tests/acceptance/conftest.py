@@ -9,7 +9,7 @@ import pytest
 
 from agentqueue import Queue
 from tests.acceptance import ledger
-from tests.acceptance.procs import Env
+from tests.acceptance.procs import Env, kill_all
 
 
 @pytest.fixture
@@ -22,10 +22,7 @@ def env(shared_url: str, tmp_path: Path) -> Iterator[Env]:
     try:
         yield setup
     finally:
-        for worker in setup.started:
-            if worker.process.poll() is None:
-                worker.process.kill()
-            worker.process.wait(10)
+        kill_all(setup.started)
 
 
 @pytest.fixture

@@ -87,6 +87,14 @@ class Env:
         return ledger.rows(self.ledger, event)
 
 
+def kill_all(workers: Sequence[Worker]) -> None:
+    """Kill every process still running and reap them all (a test's clean-up)."""
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.process.kill()
+        worker.process.wait(10)
+
+
 async def until(
     what: str, check: Callable[[], Any], *, timeout: float, workers: Sequence[Worker] = ()
 ) -> Any:

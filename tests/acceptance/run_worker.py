@@ -26,7 +26,7 @@ async def main(args: argparse.Namespace) -> None:
         heartbeat_interval=args.lease / 4,
         rescue_interval=args.lease / 4,
         shutdown_timeout=args.shutdown_timeout,
-        poll_interval=1.0,
+        poll_interval=args.poll_interval,
     )
     ledger.record(os.environ["AGENTQUEUE_LEDGER"], 0, 0, "ready")
     try:
@@ -40,6 +40,7 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--shutdown-timeout", type=float, default=10.0)
+    parser.add_argument("--poll-interval", type=float, default=1.0)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
     )

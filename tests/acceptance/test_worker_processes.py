@@ -24,6 +24,7 @@ from tests.acceptance.procs import (
     statuses,
     until,
 )
+from tests.reliability import figures
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +82,16 @@ async def test_sigterm_drains_running_jobs_and_starts_no_new_ones(env: Env, queu
     jobs = {job.id: job for job in await all_jobs(queue)}
     running_at_signal = {row.job_id for row in starts}
     print(f"SIGTERM drain: exit {code} after {exit_after:.2f} s")
+    figures.record(
+        "8-sigterm-drain",
+        figures.store_of(env.url),
+        in_flight_at_signal=len(running_at_signal),
+        finished_before_exit=len({row.job_id for row in done} & running_at_signal),
+        claims_after_signal=len(starts) - 5,
+        left_processing=(await statuses(queue))["processing"],
+        exit_code=code,
+        exit_s=round(exit_after, 2),
+    )
     assert code == 0, worker.output()
     assert exit_after < 1.0 + 2.0, f"drain took {exit_after:.2f} s for jobs of 1 s"
     assert len(starts) == 5, "a job started after SIGTERM"
@@ -107,6 +118,16 @@ async def test_sigterm_past_the_shutdown_timeout_releases_running_jobs_and_exits
 
     jobs = await all_jobs(queue)
     print(f"SIGTERM with shutdown timeout 0.5 s ({job_type}): exit after {exit_after:.2f} s")
+    figures.record(
+        "8-sigterm-shutdown-timeout",
+        figures.store_of(env.url),
+        handler=job_type,
+        in_flight_at_signal=len(ids),
+        released=sum(1 for job in jobs if job.status is JobStatus.PENDING),
+        attempts_burned=sum(job.attempts for job in jobs),
+        exit_code=code,
+        exit_s=round(exit_after, 2),
+    )
     assert code == 0, worker.output()
     assert exit_after < 3.0, f"took {exit_after:.2f} s to exit"
     assert env.rows("done") == []
@@ -140,6 +161,15 @@ async def test_second_sigterm_releases_running_jobs_at_once(env: Env, queue: Que
 
     jobs = await all_jobs(queue)
     print(f"second SIGTERM: exit after {exit_after:.2f} s")
+    figures.record(
+        "8-second-sigterm",
+        figures.store_of(env.url),
+        in_flight_at_signal=len(ids),
+        released=sum(1 for job in jobs if job.status is JobStatus.PENDING),
+        attempts_burned=sum(job.attempts for job in jobs),
+        exit_code=code,
+        exit_s=round(exit_after, 2),
+    )
     assert code == 0, worker.output()
     assert exit_after < 3.0
     assert env.rows("done") == []
@@ -161,7 +191,9 @@ async def test_jobs_of_a_killed_worker_are_rescued_and_completed_exactly_once(
     doomed.process.send_signal(signal.SIGKILL)
     killed_at = time.time()
     assert doomed.wait_exit(5) == -signal.SIGKILL
-    rescuer = env.start("--concurrency", "4", "--lease", "2")
+    # Room for every job at once: the orphans' restart then measures the rescue (lease + one
+    # sweep), not the rescuer's free slots.
+    rescuer = env.start("--concurrency", "10", "--lease", "2")
 
     async def all_completed() -> bool:
         return (await statuses(queue))["completed"] == 10
@@ -231,9 +263,17 @@ async def test_paused_worker_whose_job_was_taken_over_cannot_complete_it(
 
     final = await queue.get_job(job_id)
     late_effects = [row for row in env.rows("done") if row.pid == paused.pid]
-    print(
-        "paused worker after SIGCONT: "
-        + ("handler finished, completion refused" if late_effects else "handler stopped")
+    outcome = "handler finished, completion refused" if late_effects else "handler stopped"
+    print(f"paused worker after SIGCONT: {outcome}")
+    figures.record(
+        "2-sigstop-past-lease",
+        figures.store_of(env.url),
+        jobs=1,
+        lease_s=1.0,
+        after_sigcont=outcome,
+        stale_writes_accepted=0 if final == taken_over else 1,
+        completed_by="rescuer" if final and final.output == {"pid": rescuer.pid} else "paused",
+        completions=await complete_events(queue, job_id),
     )
     assert codes == [0, 0]
     assert taken_over is not None

@@ -14,14 +14,16 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis._parsers import _AsyncRESP3Parser
 from redis.crc import key_slot
+from redis.exceptions import OutOfMemoryError
 
 from agentqueue import BackendUnavailable, ConfigError, FrozenClock, Job, Queue, SchemaMismatch
 from agentqueue.backends import backend_from_url
 from agentqueue.backends.base import Lease, Outcome, OutcomeKind
 from agentqueue.backends.redis import RedisBackend
 from agentqueue.backends.redis.keys import parse_url
-from agentqueue.errors import MissingExtra
+from agentqueue.errors import MissingExtra, StoreFull
 from agentqueue.models import ErrorRecord, FailureReason, JobTypeInfo
 from tests.conftest import REDIS_URL, eventually, fresh_name, redis_reachable, require_server
 
@@ -75,21 +77,26 @@ async def full_lifecycle(queue: Queue, clock: FrozenClock) -> None:
     jobs = await store.claim(
         worker_id="w", queue=None, job_types=["resize"], limit=2, lease_seconds=30, now=T0
     )
-    await store.set_progress(
-        worker_id="w", lease=Lease(jobs[0].id, 1), progress=50, message="half", now=T0
+    # Leases by the claimed attempt: a job rescued by an earlier round keeps its place and is
+    # claimed again here, on its second attempt.
+    held = Lease(jobs[0].id, jobs[0].attempts)
+    await store.set_progress(worker_id="w", lease=held, progress=50, message="half", now=T0)
+    await store.heartbeat(
+        worker_id="w", leases=[Lease(j.id, j.attempts) for j in jobs], lease_seconds=30
     )
-    await store.heartbeat(worker_id="w", leases=[Lease(j.id, 1) for j in jobs], lease_seconds=30)
     error = ErrorRecord(attempt=1, at=T0, reason=FailureReason.HANDLER_ERROR, message="x")
-    await store.finish(
-        worker_id="w", outcomes=[Outcome(OutcomeKind.FAIL, Lease(jobs[0].id, 1), error=error)]
-    )
+    await store.finish(worker_id="w", outcomes=[Outcome(OutcomeKind.FAIL, held, error=error)])
     await queue.retry_job(jobs[0].id)
     first = await store.claim(
         worker_id="w", queue="q:1", job_types=None, limit=1, lease_seconds=30, now=T0
     )
     await store.finish(
         worker_id="w",
-        outcomes=[Outcome(OutcomeKind.RETRY, Lease(first[0].id, 1), error=error, retry_in=5)],
+        outcomes=[
+            Outcome(
+                OutcomeKind.RETRY, Lease(first[0].id, first[0].attempts), error=error, retry_in=5
+            )
+        ],
     )
     pending = await queue.list_jobs(status="pending", queue="q:1")
     await queue.edit_job(pending.items[0].id, tags=["c"], queue="q:2", priority=3)
@@ -367,6 +374,40 @@ async def test_a_store_on_a_resp2_client_wakes_like_one_on_resp3(redis_url: str)
         await mine.aclose()
 
 
+async def test_the_watcher_reads_messages_from_either_reply_parser(rq: Queue) -> None:
+    from agentqueue.backends.redis import events
+
+    class PushNotification(list[Any]):
+        """hiredis hands pushes over as a list subclass."""
+
+    class Conn:
+        def __init__(self, reply: Any) -> None:
+            self.reply = reply
+
+        async def read_response(self, **_options: Any) -> Any:
+            return self.reply
+
+    watcher = events.ChangeWatcher(backend_of(rq)._db, 0)  # pyright: ignore[reportPrivateUsage]
+    await watcher._read(Conn(PushNotification(["smessage", "{p}:changes", "7"])))  # pyright: ignore[reportPrivateUsage]
+    assert watcher.latest == 7
+    await watcher._read(Conn(["message", "{p}:changes", "9"]))  # pyright: ignore[reportPrivateUsage]
+    assert watcher.latest == 9
+
+
+async def test_a_store_on_the_pure_python_reply_parser_wakes_like_one_on_hiredis(
+    redis_url: str,
+) -> None:
+    mine = aioredis.Redis.from_url(REDIS_URL, parser_class=_AsyncRESP3Parser, protocol=3)
+    try:
+        backend = RedisBackend.from_client(mine, prefix=parse_url(redis_url).prefix)
+        async with Queue(backend=backend) as worker_side, Queue(redis_url) as producer:
+            await producer.add_job("warm-up")
+            await caught_up(worker_side, producer)
+            await wake_on_insert(worker_side, producer)
+    finally:
+        await mine.aclose()
+
+
 async def test_next_due_after_a_claim_needs_no_round_trip_until_an_event_is_seen(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -550,16 +591,21 @@ def _oracle(job: Job, f: dict[str, Any]) -> bool:
     return True
 
 
-def test_an_out_of_memory_refusal_is_backend_unavailable() -> None:
+def test_an_out_of_memory_refusal_is_store_full() -> None:
     from agentqueue.backends.redis.client import RedisClient
 
     client = RedisClient(parse_url("redis://127.0.0.1:6379/0"))
     error = client.translate(
         redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
     )
-    assert isinstance(error, BackendUnavailable)
+    assert isinstance(error, StoreFull)
     assert "out of memory" in error.message
     assert "nothing was written" in error.message
+    # What redis-py really raises: the "OOM" code is parsed off into the exception's type.
+    parsed = client.translate(
+        OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+    )
+    assert isinstance(parsed, StoreFull)
 
 
 async def test_a_queue_on_my_own_redis_client_uses_its_settings_and_leaves_it_open(

@@ -20,17 +20,22 @@ DEMO_APP = f"{DEMO_MODULE}:queue"
 
 @pytest.fixture(autouse=True)
 def _isolated_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Undo what the CLI changes in this process: sys.path (`--app`), logging (`worker`),
-    and keep AGENTQUEUE_URL of the developer's shell out of the tests."""
+    """Undo what the CLI changes in this process: sys.path (`--app`), logging (`worker`: its
+    handlers, levels and filters), and keep AGENTQUEUE_URL of the developer's shell out of
+    the tests."""
     monkeypatch.delenv("AGENTQUEUE_URL", raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))
     root = logging.getLogger()
     ours = logging.getLogger("agentqueue")
     saved = (list(root.handlers), root.level, ours.level)
+    # `worker` adds agentqueue's filters to handlers already there (pytest's own, here).
+    filters = [(handler, list(handler.filters)) for handler in root.handlers]
     yield
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
     ours.setLevel(saved[2])
+    for handler, kept in filters:
+        handler.filters[:] = kept
 
 
 @pytest.fixture

@@ -123,7 +123,7 @@ def test_invalid_transitions(aq: Invoke) -> None:
     ok(aq("jobs", "cancel", str(job_id)))
     assert user_error(aq("jobs", "cancel", str(job_id))) == (
         f"error: cannot cancel job {job_id}: it is cancelled; "
-        "cancel applies to pending, processing, waiting jobs"
+        "cancel applies to blocked, pending, processing, waiting jobs"
     )
     line = user_error(aq("jobs", "edit", str(job_id), "--priority", "3"))
     assert line.startswith(f"error: cannot edit job {job_id}: it is cancelled")

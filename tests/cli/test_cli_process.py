@@ -10,29 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from aq_cli_helpers import Invoke, ok, ok_json
+from aq_cli_helpers import HERE, Invoke, ok, ok_json, run_cli
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).parent
 SCRIPT = Path(sys.executable).with_name("agentqueue")
-
-
-def run_cli(
-    *args: str, cwd: Path, command: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a child process (by default `python -m agentqueue`) and wait for it."""
-    env = {key: value for key, value in os.environ.items() if key != "AGENTQUEUE_URL"}
-    env.pop("PYTHONPATH", None)  # --app must find the module from the current directory
-    return subprocess.run(
-        [*(command or [sys.executable, "-m", "agentqueue"]), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_add_then_list_json(tmp_path: Path, db_url: str) -> None:

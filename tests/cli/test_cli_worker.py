@@ -102,12 +102,16 @@ def test_worker_publishes_job_types_for_other_processes(aq: Invoke, demo_app: st
     rows = [line.split(None, 2) for line in lines[1:]]
     assert rows == [
         ["add_numbers", "math", "Add two numbers."],
+        ["chatty", "default", "Log a line with secrets in it (async)."],
+        ["chatty_sync", "default", "Log a line with secrets in it (in a thread)."],
+        ["count_up", "default", "Report progress, then finish."],
         ["explode", "default", "Always fails."],
         ["greet", "default", "Say hello to someone."],
     ]
     infos = ok_json(aq("job-types", "--json"))
-    assert [info["name"] for info in infos] == ["add_numbers", "explode", "greet"]
-    greet = infos[2]
+    names = ["add_numbers", "chatty", "chatty_sync", "count_up", "explode", "greet"]
+    assert [info["name"] for info in infos] == names
+    greet = infos[names.index("greet")]
     assert greet["payload_schema"]["required"] == ["name"]
 
 

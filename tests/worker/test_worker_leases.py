@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -234,3 +235,26 @@ async def test_worker_given_back_a_job_it_still_runs_stops_the_stale_attempt_fir
     assert overlaps == [], "two attempts of one job ran at once in one worker"
     assert (job.output, job.attempts) == ("attempt 2", 2)
     assert worker.counts == {"complete": 1}
+
+
+async def test_a_handler_blocking_the_event_loop_makes_the_worker_warn_of_late_heartbeats(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Heartbeats run on the event loop, so a blocking call in an async handler stops them:
+    # the worker says so, instead of leaving only a "lease lost" later. One store suffices.
+    async with Queue("memory://") as queue:
+
+        @queue.handler("blocks")
+        async def blocks(payload: dict[str, Any]) -> str:
+            time.sleep(1.4)  # noqa: ASYNC251 - the mistake under test
+            return "done"
+
+        job_id = await queue.add_job("blocks")
+        with caplog.at_level(logging.WARNING, logger="agentqueue.worker.worker"):
+            async with running(fast_worker(queue)):
+                job = await wait_for_status(queue, job_id, JobStatus.COMPLETED, timeout=10)
+
+    late = [r.getMessage() for r in caplog.records if "heartbeat ran" in r.getMessage()]
+    assert job.output == "done"
+    assert late, "no warning of the blocked loop"
+    assert "event loop was blocked" in late[0]

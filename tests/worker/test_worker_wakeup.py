@@ -5,6 +5,7 @@ Every test here uses poll_interval=5: a job that starts within 0.5 s was started
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -109,3 +110,31 @@ async def test_a_freed_slot_takes_the_next_job_without_waiting_for_a_poll(
         assert after.started_at is not None
         gap = (after.started_at - before.completed_at).total_seconds()
         assert gap < QUICK, f"job {after.id} started {gap:.3f} s after the slot freed"
+
+
+async def test_an_idle_worker_sleeps_instead_of_claiming_over_and_over(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @queue.handler("hello")
+    async def hello(payload: dict[str, Any]) -> None: ...
+
+    claims = 0
+    store = queue.backend
+    for name in ("claim", "claim_after_change"):
+        if hasattr(store, name):
+            original = getattr(store, name)
+
+            async def counted(*args: Any, original: Any = original, **kwargs: Any) -> Any:
+                nonlocal claims
+                claims += 1
+                return await original(*args, **kwargs)
+
+            monkeypatch.setattr(store, name, counted)
+    probe = IdleProbe(monkeypatch, queue)
+    async with running(fast_worker(queue, poll_interval=SLOW_POLL)):
+        await probe.asleep_after(0)
+        before = claims
+        await asyncio.sleep(0.5)
+        # An empty claim must not wake the worker that made it (PostgreSQL's local wake-up
+        # after every statement once made an idle worker claim ~750 times a second).
+        assert claims - before <= 2

@@ -91,7 +91,8 @@ async def event_types(queue: Queue, job_id: int) -> list[str]:
 
 
 class IdleProbe:
-    """Counts how often the worker entered its idle wait (the store's `wait_for_change`).
+    """Counts how often the worker entered its idle wait (the store's `wait_for_change`, or
+    `claim_after_change` on a store that has it).
 
     A barrier for wake-up tests: once `entered` grows, the worker has found nothing to do and
     is asleep, so a job that starts quickly afterwards was started by a wake-up, not a poll.
@@ -99,13 +100,17 @@ class IdleProbe:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, queue: Queue) -> None:
         self.entered = 0
-        original = queue.backend.wait_for_change
+        store = queue.backend
+        for name in ("wait_for_change", "claim_after_change"):
+            if hasattr(store, name):
+                monkeypatch.setattr(store, name, self._counting(getattr(store, name)))
 
-        async def wait_for_change(timeout: float, since: int | None = None) -> bool:
+    def _counting(self, wait: Any) -> Any:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
             self.entered += 1
-            return await original(timeout, since=since)
+            return await wait(*args, **kwargs)
 
-        monkeypatch.setattr(queue.backend, "wait_for_change", wait_for_change)
+        return counted
 
     async def asleep_after(self, count: int, timeout: float = 5.0) -> None:
         """Wait until the worker entered its idle wait more than `count` times."""

@@ -31,23 +31,39 @@ from agentqueue.backends.base import (
     SuspendResult,
     TokenCompletion,
 )
-from agentqueue.backends.redis import consume, durable, events, operate, produce, registry, schema
+from agentqueue.backends.redis import (
+    admin,
+    consume,
+    durable,
+    events,
+    limits,
+    operate,
+    produce,
+    registry,
+    schema,
+)
 from agentqueue.backends.redis.client import RedisClient, options_from_client
 from agentqueue.backends.redis.cron import CronStore
 from agentqueue.backends.redis.events import ChangeWatcher
 from agentqueue.backends.redis.keys import DEFAULT_PREFIX, RedisOptions, parse_url
 from agentqueue.errors import InvalidArgument
 from agentqueue.models import (
+    ApiKey,
+    AuditRecord,
     Job,
     JobEdit,
     JobEvent,
     JobFilter,
     JobTypeInfo,
+    Limit,
+    LimitScope,
     ListOrder,
     QueueStats,
     Token,
     TokenStatus,
+    WorkerInfo,
 )
+from agentqueue.states import JobStatus
 
 
 class RedisBackend(CronStore):
@@ -66,6 +82,8 @@ class RedisBackend(CronStore):
         self._watcher: ChangeWatcher | None = None
         self._due: dict[tuple[Any, ...], consume.Due] = {}
         """`next_due` per claim filter as the last claim saw it (see `next_due`)."""
+        self._claimed_as_of: dict[tuple[Any, ...], int] = {}
+        """The event counter of each worker's last claim, by (worker id, claim filter)."""
 
     @classmethod
     def from_url(cls, url: str) -> RedisBackend:
@@ -115,6 +133,7 @@ class RedisBackend(CronStore):
     async def close(self) -> None:
         """See `Backend.close`."""
         self._due.clear()
+        self._claimed_as_of.clear()
         watcher, self._watcher = self._watcher, None
         client, self._client = self._client, None
         if watcher is not None:
@@ -160,6 +179,18 @@ class RedisBackend(CronStore):
         """See `Backend.claim`."""
         if limit <= 0:
             return []
+        return await self._claim(worker_id, queue, job_types, limit, lease_seconds, now)
+
+    async def _claim(
+        self,
+        worker_id: str,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None,
+    ) -> list[Job]:
+        """Run the claim script (limit 0: take nothing, learn `next_due`)."""
         jobs, _last_event, due = await consume.claim(
             self._db,
             worker_id=worker_id,
@@ -169,10 +200,56 @@ class RedisBackend(CronStore):
             lease_seconds=lease_seconds,
             now=now,
         )
+        self._claimed(worker_id, queue, job_types, due)
+        return jobs
+
+    async def claim_after_change(
+        self,
+        *,
+        worker_id: str,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        since: int,
+        timeout: float,
+        interrupt: asyncio.Event,
+    ) -> list[Job]:
+        """See `ClaimsAfterChange.claim_after_change`.
+
+        The wait is a blocking read of the events stream pipelined before the claim script
+        (`RedisClient.run_after_change`): the server starts the claim as it writes the event,
+        so a job enqueued for an idle worker costs no round trip after its insert. It waits
+        from this worker's last claim of the filter (its event counter covers everything that
+        claim saw) or from `since`, whichever is newer.
+        """
+        if limit <= 0:
+            return []
+        key = consume.filter_key(queue, job_types)
+        after = max(since, self._claimed_as_of.get((worker_id, key), 0))
+        jobs, _last_event, due = await consume.claim_after_change(
+            self._db,
+            worker_id=worker_id,
+            queue=queue,
+            job_types=job_types,
+            limit=limit,
+            lease_seconds=lease_seconds,
+            after=after,
+            timeout=timeout,
+            interrupt=interrupt,
+        )
+        self._claimed(worker_id, queue, job_types, due)
+        return jobs
+
+    def _claimed(
+        self, worker_id: str, queue: str | None, job_types: Sequence[str] | None, due: consume.Due
+    ) -> None:
+        """Remember what a claim saw: for `next_due` and the next `claim_after_change`."""
         # The counter covers this claim's own events and any other commit before it.
         self._seen(due.as_of)
-        self._due[consume.filter_key(queue, job_types)] = due
-        return jobs
+        key = consume.filter_key(queue, job_types)
+        self._due[key] = due
+        self._claimed_as_of[worker_id, key] = due.as_of
 
     async def heartbeat(
         self,
@@ -340,10 +417,21 @@ class RedisBackend(CronStore):
             self._db, finished_before=finished_before, events_before=events_before, limit=limit
         )
 
+    async def delete_jobs(self, ids: Sequence[int]) -> list[int]:
+        """See `Backend.delete_jobs`."""
+        if not ids:
+            return []
+        return await durable.delete_jobs(self._db, ids)
+
     async def next_due(
-        self, *, queue: str | None, job_types: Sequence[str] | None
+        self,
+        *,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        now: datetime | None = None,
     ) -> datetime | None:
-        """See `Backend.next_due` (for due jobs: the run_at of the next one in claim order).
+        """See `Backend.next_due` (for due jobs: the run_at of the next one in claim order, or
+        the next one flow limits admit).
 
         A worker asks right after a claim that came back short. The claim's reply carries the
         answer as of its event counter; while this process has seen no newer event (and its
@@ -351,11 +439,85 @@ class RedisBackend(CronStore):
         trip. An event whose message is still on its way is no loss: it wakes the waiter, which
         claims and asks again.
         """
-        known = self._due.get(consume.filter_key(queue, job_types))
+        key = consume.filter_key(queue, job_types)
+        known = self._due.get(key)
         watcher = self._watcher
         if known and watcher and watcher.live and known.as_of == watcher.latest:
             return known.run_at
-        return await consume.next_due(self._db, queue=queue, job_types=job_types)
+        # The claim script answers for the filter (flow limits included) when told to take none.
+        await self._claim("", queue, job_types, 0, 0, now)
+        return self._due[key].run_at
+
+    # -- doors -------------------------------------------------------------------------------
+    async def beat_worker(self, info: WorkerInfo, *, now: datetime | None = None) -> None:
+        """See `Backend.beat_worker`."""
+        await admin.beat_worker(self._db, info, now)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """See `Backend.remove_worker`."""
+        await admin.remove_worker(self._db, worker_id)
+
+    async def list_workers(self, *, seen_after: datetime | None = None) -> list[WorkerInfo]:
+        """See `Backend.list_workers`."""
+        return await admin.list_workers(self._db, seen_after)
+
+    async def forget_workers(self, *, seen_before: datetime) -> int:
+        """See `Backend.forget_workers`."""
+        return await admin.forget_workers(self._db, seen_before)
+
+    async def put_api_key(self, key: ApiKey, secret_hash: str) -> None:
+        """See `Backend.put_api_key`."""
+        await admin.put_api_key(self._db, key, secret_hash)
+
+    async def find_api_key(self, secret_hash: str) -> ApiKey | None:
+        """See `Backend.find_api_key`."""
+        return await admin.find_api_key(self._db, secret_hash)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """See `Backend.list_api_keys`."""
+        return await admin.list_api_keys(self._db)
+
+    async def revoke_api_key(self, name: str, *, now: datetime | None = None) -> ApiKey | None:
+        """See `Backend.revoke_api_key`."""
+        return await admin.revoke_api_key(self._db, name, now)
+
+    async def write_audit(self, record: AuditRecord) -> AuditRecord:
+        """See `Backend.write_audit`."""
+        return await admin.write_audit(self._db, record)
+
+    async def list_audit(
+        self, *, limit: int = 100, before_id: int | None = None
+    ) -> list[AuditRecord]:
+        """See `Backend.list_audit`."""
+        return await admin.list_audit(self._db, limit, before_id)
+
+    async def purge_audit(self, *, before: datetime, limit: int = 1000) -> int:
+        """See `Backend.purge_audit`."""
+        return await admin.purge_audit(self._db, before, limit)
+
+    # -- flow limits -------------------------------------------------------------------------
+    async def update_limit(
+        self,
+        scope: LimitScope,
+        key: str,
+        changes: dict[str, Any],
+        *,
+        now: datetime | None = None,
+    ) -> Limit | None:
+        """See `Backend.update_limit`."""
+        stored, event_id = await limits.update(self._db, scope, key, changes, now)
+        self._seen(event_id)
+        return stored
+
+    async def list_limits(self) -> list[Limit]:
+        """See `Backend.list_limits`."""
+        return await limits.list_all(self._db)
+
+    async def remove_limit(self, scope: LimitScope, key: str) -> bool:
+        """See `Backend.remove_limit`."""
+        removed, event_id = await limits.remove(self._db, scope, key)
+        self._seen(event_id)
+        return removed
 
     def change_token(self) -> int:
         """See `Backend.change_token`: the newest event id this process knows of."""
@@ -400,6 +562,12 @@ class RedisBackend(CronStore):
     async def stats(self) -> QueueStats:
         """See `Backend.stats`."""
         return await operate.stats(self._db)
+
+    async def finished_counts(
+        self, *, since: datetime, bucket_seconds: int
+    ) -> list[tuple[int, JobStatus, int]]:
+        """See `Backend.finished_counts`."""
+        return await operate.finished_counts(self._db, since, bucket_seconds)
 
     # -- maintain ----------------------------------------------------------------------------
     async def rescue_expired(self, *, now: datetime | None = None) -> list[int]:

@@ -16,6 +16,7 @@ timeout does not fail the next write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,19 +29,29 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentqueue.backends.redis.keys import Keys, RedisOptions, check_prefix
-from agentqueue.errors import AgentQueueError, BackendUnavailable, ConfigError
+from agentqueue.errors import (
+    AgentQueueError,
+    BackendUnavailable,
+    ConfigError,
+    DependencyInvalid,
+    StoreFull,
+)
 
 T = TypeVar("T")
 
 DURABLE_SCRIPTS = ("suspend", "resume", "create_token", "complete_token", "expire_tokens")
 """Scripts of waits and tokens: `_durable.lua` (their shared helpers) is prepended to them too."""
 
-INSERT_SCRIPTS = ("insert", "cron_fire")
-"""Scripts that insert jobs: `_insert.lua` (storing one new job) is prepended to them too."""
+FLOW_SCRIPTS = ("finish", "rescue", "cancel", "suspend", "retry")
+"""Scripts that end (or retry) jobs: `_flow.lua` (dependents, dead letters) is prepended."""
+
+INSERT_SCRIPTS = ("insert", "cron_fire", *FLOW_SCRIPTS)
+"""Scripts that insert jobs (a dead letter too): `_insert.lua` (storing one new job) is
+prepended to them."""
 
 SCRIPTS = (
     "insert",
@@ -63,6 +74,13 @@ SCRIPTS = (
     "cron_remove",
     "cron_fire",
     "read_cron_due",
+    "limit_update",
+    "limit_remove",
+    "worker_beat",
+    "api_key_put",
+    "api_key_revoke",
+    "audit_write",
+    "read_finished",
 )
 
 
@@ -105,7 +123,7 @@ _NAMED_GET = (
 
 
 class ScriptRefused(AgentQueueError):
-    """A script refused an operator's change: `reason` is `not_found` or `invalid`.
+    """A script refused a change: `reason` is `not_found`, `invalid` or `name_taken`.
 
     Internal: the operation that called the script turns it into `JobNotFound` or
     `InvalidTransition` with the job's id and the action's own message.
@@ -128,6 +146,8 @@ def script_source(name: str) -> str:
     body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     if name in DURABLE_SCRIPTS:
         body = folder.joinpath("_durable.lua").read_text(encoding="utf-8") + "\n" + body
+    if name in FLOW_SCRIPTS:
+        body = folder.joinpath("_flow.lua").read_text(encoding="utf-8") + "\n" + body
     if name in INSERT_SCRIPTS:
         body = folder.joinpath("_insert.lua").read_text(encoding="utf-8") + "\n" + body
     # The shebang must be the first line: it makes Redis refuse a whole writing script when out
@@ -249,6 +269,91 @@ class RedisClient:
         except TimeoutError as error:
             raise self.timed_out() from error
 
+    async def run_after_change(
+        self,
+        script: str,
+        args: Sequence[str | int],
+        *,
+        after: int,
+        timeout: float,
+        interrupt: asyncio.Event,
+    ) -> Any:
+        """Run a script once an event newer than `after` is written, `timeout` seconds pass or
+        `interrupt` is set, whichever comes first, without a round trip in between.
+
+        One connection gets `CLIENT ID`, `XREAD BLOCK` on the events stream after `after`,
+        then the EVALSHA, in one write. Redis runs a blocked client's next command as soon as
+        the read returns: the script starts the moment the event is written, on the server,
+        and its reply is the next thing this process reads. `interrupt` unblocks the read
+        with `CLIENT UNBLOCK` from a pooled connection, so the script then runs at once;
+        nothing is dropped and no reply is left unread. An unblock that arrives late (the
+        read had returned; the connection may already wait again) makes a later call return
+        early, which its callers allow.
+
+        The script has run once the read returned, whatever happens to this call afterwards:
+        a caller cancelled in between loses the reply (the connection is dropped), as with a
+        lost reply of `run`.
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached or refused the call.
+        """
+        code = self._scripts[script]
+        pool = self.redis.connection_pool
+        block_ms = max(1, round(timeout * 1000))
+        bound = None if self.timeout is None else self.timeout + block_ms / 1000
+        unblocker: asyncio.Future[None] | None = None
+        try:
+            async with asyncio.timeout(bound):
+                conn = await (
+                    pool.get_connection("EVALSHA") if _NAMED_GET else pool.get_connection()
+                )
+                try:
+                    await conn.send_packed_command(
+                        self._wait_then(conn, block_ms, after) + self._evalsha(conn, code, args),
+                        False,
+                    )
+                    # Every reply is read even when one is an error: none may be left for the
+                    # connection's next user.
+                    client_id = await _reply_or_error(conn)
+                    if not isinstance(client_id, ResponseError):  # refused: no early unblock
+                        unblocker = asyncio.ensure_future(self._unblock_on(interrupt, client_id))
+                    read = await _reply_or_error(conn)  # an entry, or nil (timed out, unblocked)
+                    reply = await _reply_or_error(conn)
+                    if isinstance(reply, NoScriptError):
+                        # The script did not run (a restart, SCRIPT FLUSH): load it, run it now.
+                        await conn.send_command("SCRIPT LOAD", code.source)
+                        code.sha = str(await conn.read_response())
+                        await conn.send_packed_command(self._evalsha(conn, code, args), False)
+                        reply = await _reply_or_error(conn)
+                    for outcome in (reply, read):
+                        if isinstance(outcome, ResponseError):
+                            raise outcome
+                    return reply
+                finally:
+                    await pool.release(conn)
+        except RedisError as error:
+            raise self.translate(error) from error
+        except TimeoutError as error:
+            raise self.timed_out() from error
+        finally:
+            if unblocker is not None:
+                unblocker.cancel()
+
+    def _wait_then(self, conn: Any, block_ms: int, after: int) -> bytes:
+        """`CLIENT ID` and `XREAD COUNT 1 BLOCK <ms> STREAMS <events> <after>-0` as RESP."""
+        events = self.keys.events.encode(conn.encoder.encoding, conn.encoder.encoding_errors)
+        words = [b"XREAD", b"COUNT", b"1", b"BLOCK", b"%d" % block_ms, b"STREAMS", events]
+        words.append(b"%d-0" % after)
+        parts = [b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n*%d\r\n" % len(words)]
+        parts += [b"$%d\r\n%b\r\n" % (len(word), word) for word in words]
+        return b"".join(parts)
+
+    async def _unblock_on(self, interrupt: asyncio.Event, client_id: Any) -> None:
+        """Once `interrupt` is set, unblock the connection `client_id` (a blocked read)."""
+        await interrupt.wait()
+        with contextlib.suppress(AgentQueueError):  # if so, the read ends at its own timeout
+            await self.call(lambda r: r.client_unblock(int(client_id)))
+
     def _evalsha(self, conn: Any, code: Script, args: Sequence[str | int]) -> bytes:
         """The EVALSHA command as RESP bytes (redis-py's `pack_command` takes 3x as long)."""
         encoding, errors = conn.encoder.encoding, conn.encoder.encoding_errors
@@ -292,13 +397,18 @@ class RedisClient:
         """Return the project's error for a redis-py exception."""
         message = str(error)
         if isinstance(error, ResponseError):
+            if message.startswith("AQ_DEPENDENCY "):
+                _, job_id, status = message.split()[:3]
+                return DependencyInvalid(int(job_id), None if status == "missing" else status)
             if message.startswith("AQ_"):
                 words = message.split()
                 reason = words[0].removeprefix("AQ_").lower()
                 status = words[1] if len(words) > 1 and reason == "invalid" else None
                 return ScriptRefused(reason, status)
-            if message.startswith("OOM"):
-                return BackendUnavailable(
+            # redis-py raises OutOfMemoryError with the "OOM" code stripped from the message;
+            # an error raised inside a script keeps it in the text.
+            if isinstance(error, OutOfMemoryError) or message.startswith("OOM"):
+                return StoreFull(
                     f"Redis at {self.where} is out of memory (maxmemory reached); nothing "
                     f"was written: {message}"
                 )
@@ -308,6 +418,14 @@ class RedisClient:
     async def close(self) -> None:
         """Close the pool's connections."""
         await self.redis.aclose()
+
+
+async def _reply_or_error(conn: Any) -> Any:
+    """Read one reply; an error reply is returned (the connection stays usable), not raised."""
+    try:
+        return await conn.read_response()
+    except ResponseError as error:
+        return error
 
 
 def _where(options: RedisOptions) -> str:

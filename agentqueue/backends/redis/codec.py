@@ -17,8 +17,16 @@ from agentqueue.models import ErrorRecord, Job, JobEvent, JobTypeInfo, Token
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _INTS = ("id", "priority", "attempts", "max_attempts", "progress")
-_TIMES = ("run_at", "created_at", "updated_at", "started_at", "completed_at", "lease_expires_at")
-_JSON = ("payload", "output", "error_history", "tags")
+_TIMES = (
+    "run_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "lease_expires_at",
+    "idempotency_expires_at",
+)
+_JSON = ("payload", "output", "error_history", "tags", "origin")
 _FLOATS = ("timeout", "retry_delay", "retry_delay_max")
 _BOOLS = ("retry_backoff", "cancel_requested", "force_kill_on_timeout")
 
@@ -96,8 +104,12 @@ def job_from_hash(fields: dict[str, str]) -> Job:
         name: value
         for name, value in fields.items()
         if name in ("queue", "job_type", "status", "locked_by", "last_error", "failure_reason")
-        or name in ("idempotency_key", "progress_message", "waiting_for")
+        or name in ("idempotency_key", "progress_message", "waiting_for", "group")
     }
+    if "dead_letter" in fields:  # the dead-letter job's insert arguments: its type first
+        values["dead_letter_job_type"] = json.loads(fields["dead_letter"])[0]
+    if "depends_on" in fields:
+        values["depends_on"] = json.loads(fields["depends_on"])
     for name in _INTS:
         if name in fields:
             values[name] = int(fields[name])

@@ -10,6 +10,7 @@ per job; a rescue sweep with nothing expired is one ZRANGEBYSCORE.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,8 +40,42 @@ async def claim(
 ) -> tuple[list[Job], int, Due]:
     """Claim due jobs; return them in claim order, the last event id (0: none) and what
     `next_due` would answer for the same filter right after the claim."""
+    args = _claim_args(worker_id, queue, job_types, limit, lease_seconds, now)
+    return _claimed(await client.run("claim", args))
+
+
+async def claim_after_change(
+    client: RedisClient,
+    *,
+    worker_id: str,
+    queue: str | None,
+    job_types: Sequence[str] | None,
+    limit: int,
+    lease_seconds: float,
+    after: int,
+    timeout: float,
+    interrupt: asyncio.Event,
+) -> tuple[list[Job], int, Due]:
+    """`claim`, run by the server once an event newer than `after` is written (or `timeout`
+    passed, or `interrupt` was set): see `RedisClient.run_after_change`. Redis' clock."""
+    args = _claim_args(worker_id, queue, job_types, limit, lease_seconds, None)
+    reply = await client.run_after_change(
+        "claim", args, after=after, timeout=timeout, interrupt=interrupt
+    )
+    return _claimed(reply)
+
+
+def _claim_args(
+    worker_id: str,
+    queue: str | None,
+    job_types: Sequence[str] | None,
+    limit: int,
+    lease_seconds: float,
+    now: datetime | None,
+) -> list[str]:
+    """The arguments of claim.lua."""
     types = list(dict.fromkeys(job_types or ()))  # a type named twice would be taken twice
-    args = [
+    return [
         codec.now_arg(now),
         worker_id,
         str(limit),
@@ -48,7 +83,10 @@ async def claim(
         "" if queue is None else queue,
         *types,
     ]
-    reply = await client.run("claim", args)
+
+
+def _claimed(reply: list[Any]) -> tuple[list[Job], int, Due]:
+    """Read claim.lua's reply: the jobs, the last event id and the filter's `next_due`."""
     jobs = [codec.job_reply(text) for text in reply[3:]]
     due = Due(int(reply[1]), codec.due_from_micros(reply[2]) if reply[2] else None)
     return jobs, int(reply[0]), due
@@ -203,26 +241,3 @@ async def rescue(client: RedisClient, now: datetime | None) -> tuple[list[int], 
     if rescued:
         logger.warning("rescued %d job(s) with expired leases: %s", len(rescued), sorted(rescued))
     return sorted(rescued), last_event
-
-
-async def next_due(
-    client: RedisClient, *, queue: str | None, job_types: Sequence[str] | None
-) -> datetime | None:
-    """Earliest run_at among scheduled jobs, or the run_at of the next ready job in claim
-    order when one is due (then already past, which is all a waiting worker needs)."""
-    keys = client.keys
-    types: list[str | None] = list(dict.fromkeys(job_types)) if job_types else [None]
-
-    async def heads(r: Any) -> list[Any]:
-        async with r.pipeline(transaction=False) as pipe:
-            for job_type in types:
-                pipe.zrange(keys.variant("sched", queue, job_type), 0, 0, withscores=True)
-                pipe.zrange(keys.variant("ready", queue, job_type), 0, 0)
-            return await pipe.execute()
-
-    found: list[int] = []
-    replies = await client.call(heads)
-    for scheduled, ready in zip(replies[::2], replies[1::2], strict=True):
-        found += [int(score) for _member, score in scheduled]
-        found += [int(member.split(":", 1)[0]) for member in ready]
-    return codec.due_from_micros(min(found)) if found else None

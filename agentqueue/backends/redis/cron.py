@@ -29,7 +29,8 @@ from typing import Any
 from agentqueue.backends.base import CronFire, InsertJob
 from agentqueue.backends.redis import codec
 from agentqueue.backends.redis.client import RedisClient
-from agentqueue.backends.redis.produce import _job_args  # pyright: ignore[reportPrivateUsage]
+from agentqueue.backends.redis.consume import server_now
+from agentqueue.backends.redis.produce import job_args
 from agentqueue.models import CronJob, CronStatus
 
 _TIMES = ("next_run_at", "last_run_at", "created_at", "updated_at")
@@ -157,7 +158,7 @@ async def fire(
         name,
         str(codec.micros(tick)),
         _optional_time(next_run_at),
-        *_job_args(job),  # the insert script's arguments of one job
+        *job_args(job),  # the insert script's arguments of one job
     ]
     won, job_id, skipped, event_id = await client.run("cron_fire", args)
     result = CronFire(
@@ -204,6 +205,10 @@ class CronStore(ABC):
         if limit <= 0:
             return []
         return await due(self._db, now, limit)
+
+    async def store_now(self) -> datetime:
+        """See `Backend.store_now`: Redis' `TIME`."""
+        return await server_now(self._db)
 
     async def fire_cron(
         self,

@@ -262,3 +262,10 @@ async def purge(
     ]
     jobs, events = await client.run("purge", args)
     return PurgeResult(jobs=int(jobs), events=int(events))
+
+
+async def delete_jobs(client: RedisClient, ids: Sequence[int]) -> list[int]:
+    """Delete those of `ids` that are finished; see `Backend.delete_jobs`."""
+    args = ["", "", "0", *(str(job_id) for job_id in ids)]
+    _jobs, _events, *deleted = await client.run("purge", args)
+    return [int(job_id) for job_id in deleted]

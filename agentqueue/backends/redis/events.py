@@ -89,6 +89,8 @@ async def read_events(
         low = "-" if start == 0 else f"({start}-0"
         entries = await client.call(lambda r, low=low: r.xrange(key, low, "+", count=batch))
         for entry_id, fields in entries:
+            if "control" in fields:  # a wake-up for workers, not a job event
+                continue
             event = codec.event_from_entry(entry_id, fields)
             if wanted(event):
                 found.append(event)
@@ -246,7 +248,9 @@ class ChangeWatcher:
         """Return the next reply or message (None: nothing within QUIET_S); a message announces
         a new event id."""
         reply = await conn.read_response(timeout=QUIET_S, push_request=True)
-        if type(reply) is list and len(reply) == 3 and reply[0] in _MESSAGES:
+        # isinstance: with hiredis installed, redis-py hands pushes over as
+        # `hiredis.PushNotification`, a list subclass.
+        if isinstance(reply, list) and len(reply) == 3 and reply[0] in _MESSAGES:
             self.seen(int(reply[2]))
         return reply
 

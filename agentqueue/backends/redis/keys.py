@@ -15,6 +15,7 @@ build the same names (`scripts/_lib.lua`); this module builds them for reads.
 | `{p}:idem:<len>:<job_type>:<key>` | string | job id of an idempotency key |
 | `{p}:all`, `{p}:status:<s>`, `{p}:type:<t>` | zset | job ids (score = id), for `list_jobs` |
 | `{p}:queue:<q>`, `{p}:tag:<tag>` | zset | job ids (score = id), for `list_jobs` |
+| `{p}:created_by:<actor>` | zset | ids of the jobs an actor added (`Job.origin`) |
 | `{p}:counts` | hash | `<status>:<job_type>` -> count, for `stats` |
 | `{p}:ready:<variant>` | zset | due pending jobs, score -priority, member `<run_at:016>:<id:016>` |
 | `{p}:sched:<variant>` | zset | pending jobs not yet due, score run_at, member id |
@@ -33,6 +34,11 @@ build the same names (`scripts/_lib.lua`); this module builds them for reads.
 | `{p}:cron:<name>` | hash | one cron schedule's fields (times in epoch us, JSON as text) |
 | `{p}:crons` | zset | schedule names (score 0: by name), for `list_cron_jobs` |
 | `{p}:cron_due` | zset | active schedule names by next_run_at, for `due_cron_jobs` |
+| `{p}:job:<id>:dependents` | set | ids of the jobs that depend on the job (`has_dependents` set) |
+| `{p}:limits` | hash | `<scope>:<key>` -> one flow limit as JSON (limits.py) |
+| `{p}:running_groups` | hash | group -> jobs processing, for group limits |
+| `{p}:rate:<scope>:<key>` | zset | starts inside a rate limit's window (score = start time) |
+| `{p}:workers`, `{p}:workers_seen`, `{p}:api_key*`, `{p}:audit` | | the doors' data (admin.py) |
 
 A ready or scheduled job is in four sets, one per claim filter (`<variant>`): `all`, `q:<queue>`,
 `t:<job_type>` and `qt:<len(queue)>:<queue>:<job_type>`.
@@ -125,6 +131,12 @@ class Keys:
         self.waiting = self._key("waiting")
         self.crons = self._key("crons")
         self.cron_due = self._key("cron_due")
+        self.limits = self._key("limits")
+        self.workers = self._key("workers")
+        self.workers_seen = self._key("workers_seen")
+        self.api_keys = self._key("api_keys")
+        self.api_key_hashes = self._key("api_key_hashes")
+        self.audit = self._key("audit")
 
     def _key(self, *parts: str | int) -> str:
         return ":".join((self.tag, *(str(part) for part in parts)))
@@ -148,6 +160,10 @@ class Keys:
     def queue(self, queue: str) -> str:
         """Ids of the jobs of one queue."""
         return self._key("queue", queue)
+
+    def created_by(self, actor: str) -> str:
+        """The ids of the jobs an actor asked for (`JobFilter.created_by`)."""
+        return self._key("created_by", actor)
 
     def tag_ids(self, tag: str) -> str:
         """Ids of the jobs carrying one tag."""

@@ -55,6 +55,7 @@ def _matches(job: Job, f: JobFilter) -> bool:
         f.created_before is None or job.created_at < f.created_before,
         f.run_at_after is None or job.run_at >= f.run_at_after,
         f.run_at_before is None or job.run_at < f.run_at_before,
+        f.created_by is None or (job.origin is not None and job.origin.actor == f.created_by),
     )
     return all(checks)
 
@@ -69,6 +70,8 @@ def _candidate_indexes(client: RedisClient, f: JobFilter) -> list[list[str]]:
         options.append([keys.job_type(t) for t in f.job_type])
     if f.queue:
         options.append([keys.queue(q) for q in f.queue])
+    if f.created_by is not None:
+        options.append([keys.created_by(f.created_by)])
     if f.tags and f.tag_mode is TagMode.ANY:
         options.append([keys.tag_ids(t) for t in f.tags])
     elif f.tags and f.tag_mode in (TagMode.ALL, TagMode.EXACT):
@@ -149,6 +152,20 @@ async def stats(client: RedisClient) -> QueueStats:
             per_type[JobStatus(status)] += int(value)
             totals[JobStatus(status)] += int(value)
     return QueueStats(by_type=by_type, totals=totals)
+
+
+async def finished_counts(
+    client: RedisClient, since: datetime, bucket_seconds: int
+) -> list[tuple[int, JobStatus, int]]:
+    """See `Backend.finished_counts`: one read-only script over the `finished` index."""
+    found: dict[str, int] = json.loads(
+        await client.run("read_finished", [codec.micros(since), bucket_seconds * 1_000_000])
+    )
+    rows: list[tuple[int, JobStatus, int]] = []
+    for name, count in found.items():
+        bucket, status = name.split(":", 1)
+        rows.append((int(bucket), JobStatus(status), int(count)))
+    return rows
 
 
 def _sources(transition: Transition) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -32,12 +32,15 @@ from agentqueue.backends.base import (
     Lease,
     Outcome,
 )
-from agentqueue.backends.sql import consume, migrations, operate, produce
+from agentqueue.backends.sql import consume, limits, migrations, operate, produce
+from agentqueue.backends.sql.admin_store import AdminStore
 from agentqueue.backends.sql.cron_store import CronStore
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.durable_store import DurableStore
 from agentqueue.backends.sql.rows import event_from_row, job_from_row, job_type_from_row
-from agentqueue.backends.sql.tables import IS_PENDING, job_events, job_types, jobs
+from agentqueue.backends.sql.tables import IS_FINISHED, IS_PENDING, job_events, job_types, jobs
+from agentqueue.backends.sql.tables import limits as limits_table
+from agentqueue.backends.sql.transactions import T, Work
 from agentqueue.errors import BackendUnavailable, InvalidArgument
 from agentqueue.models import (
     Job,
@@ -45,29 +48,21 @@ from agentqueue.models import (
     JobEvent,
     JobFilter,
     JobTypeInfo,
+    Limit,
+    LimitScope,
     ListOrder,
     QueueStats,
 )
-
-T = TypeVar("T")
-Work = Callable[[sa.Connection], T]
+from agentqueue.states import JobStatus
 
 
-class SqlBackend(DurableStore, CronStore, ABC):
+class SqlBackend(DurableStore, CronStore, AdminStore, ABC):
     """Shared implementation of the SQL stores; see the module docstring."""
 
     capabilities = Capabilities()
     dialect = SqlDialect()
 
-    # -- how a transaction runs (per store) --------------------------------------------------
-    @abstractmethod
-    async def _write(self, work: Work[T]) -> T:
-        """Run `work` in one write transaction and commit it; driver errors are translated."""
-
-    @abstractmethod
-    async def _read(self, work: Work[T]) -> T:
-        """Run `work` on a connection for reads."""
-
+    # -- per store ---------------------------------------------------------------------------
     @abstractmethod
     async def close(self) -> None:
         """See `Backend.close`."""
@@ -79,9 +74,6 @@ class SqlBackend(DurableStore, CronStore, ABC):
     @abstractmethod
     async def wait_for_change(self, timeout: float, since: int | None = None) -> bool:
         """See `Backend.wait_for_change`."""
-
-    def _at(self, conn: sa.Connection, now: datetime | None) -> datetime:
-        return self.dialect.now(conn, now)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self, *, migrate: bool = False) -> None:
@@ -108,7 +100,7 @@ class SqlBackend(DurableStore, CronStore, ABC):
             return []
 
         def work(conn: sa.Connection) -> list[InsertResult]:
-            return produce.insert(conn, new_jobs, self._at(conn, now))
+            return produce.insert(conn, new_jobs, self._at(conn, now), lock=self.dialect.lock_wait)
 
         if connection is not None:
             return await self._run_in(connection, work)
@@ -156,7 +148,8 @@ class SqlBackend(DurableStore, CronStore, ABC):
 
         if not await self._read(probe):
             return []
-        return await self._write(
+        # An empty claim (the due jobs are held by flow limits) wakes no one: see `_write`.
+        return await self._write_claim(
             lambda conn: consume.claim(
                 conn,
                 self.dialect,
@@ -168,6 +161,15 @@ class SqlBackend(DurableStore, CronStore, ABC):
                 at=self._at(conn, now),
             )
         )
+
+    async def _write_claim(self, work: Work[list[Job]]) -> list[Job]:
+        """Run a claim's write transaction (waking local waiters only when it claimed).
+
+        A claim lost in a crash costs only a rerun: its jobs are pending again, and a
+        completion of the lost attempt is refused by the fence. So a store may commit claims
+        without waiting for the disk (SQLite, PostgreSQL); enqueues and outcomes always wait.
+        """
+        return await self._write(work, changed=bool)
 
     async def heartbeat(
         self,
@@ -226,7 +228,11 @@ class SqlBackend(DurableStore, CronStore, ABC):
         )
 
     async def next_due(
-        self, *, queue: str | None, job_types: Sequence[str] | None
+        self,
+        *,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        now: datetime | None = None,
     ) -> datetime | None:
         """See `Backend.next_due`."""
         query = (
@@ -238,7 +244,57 @@ class SqlBackend(DurableStore, CronStore, ABC):
             query = query.where(jobs.c.queue == queue)
         if job_types:
             query = query.where(jobs.c.job_type.in_(list(job_types)))
-        return await self._read(lambda conn: conn.execute(query).scalar())
+        if not await self._limits_may_exist():
+            return await self._read(lambda conn: conn.execute(query).scalar())
+
+        def read(conn: sa.Connection) -> datetime | None:
+            limit_set = limits.load(conn)
+            if limit_set is None:
+                return conn.execute(query).scalar()
+            at = self._at(conn, now)
+            return limits.next_due(conn, limit_set, queue=queue, job_types=job_types, at=at)
+
+        return await self._read(read)
+
+    async def _limits_may_exist(self) -> bool:
+        """Whether reads must look at `aq_limits` (SQLite: always; it costs one lookup)."""
+        return True
+
+    # -- flow limits -------------------------------------------------------------------------
+    async def update_limit(
+        self,
+        scope: LimitScope,
+        key: str,
+        changes: dict[str, Any],
+        *,
+        now: datetime | None = None,
+    ) -> Limit | None:
+        """See `Backend.update_limit`."""
+
+        def update(conn: sa.Connection) -> Limit | None:
+            at = self._at(conn, now)
+            stored = limits.update(conn, self.dialect.lock_wait, scope, key, changes, at)
+            self.dialect.notify(conn)  # a resumed or raised limit may let waiting jobs run
+            return stored
+
+        return await self._write(update)
+
+    async def list_limits(self) -> list[Limit]:
+        """See `Backend.list_limits`."""
+        query = sa.select(limits_table).order_by(limits_table.c.scope, limits_table.c.key)
+        return await self._read(
+            lambda conn: [limits.limit_from_row(row) for row in conn.execute(query)]
+        )
+
+    async def remove_limit(self, scope: LimitScope, key: str) -> bool:
+        """See `Backend.remove_limit`."""
+
+        def remove(conn: sa.Connection) -> bool:
+            removed = limits.remove(conn, scope, key)
+            self.dialect.notify(conn)
+            return removed
+
+        return await self._write(remove)
 
     # -- operate -----------------------------------------------------------------------------
     async def get_job(self, job_id: int) -> Job | None:
@@ -260,7 +316,12 @@ class SqlBackend(DurableStore, CronStore, ABC):
 
     async def cancel_job(self, job_id: int, *, now: datetime | None = None) -> Job:
         """See `Backend.cancel_job`."""
-        return await self._write(lambda conn: self._change(conn, job_id, now, operate.cancel))
+        lock = self.dialect.lock_wait
+        return await self._write(
+            lambda conn: self._change(
+                conn, job_id, now, lambda c, row, at: operate.cancel(c, row, at, lock=lock)
+            )
+        )
 
     async def retry_job(self, job_id: int, *, now: datetime | None = None) -> Job:
         """See `Backend.retry_job`."""
@@ -291,6 +352,20 @@ class SqlBackend(DurableStore, CronStore, ABC):
         )
         rows = await self._read(lambda conn: conn.execute(query).all())
         return operate.stats_from_counts([(r[0], r[1], r[2]) for r in rows])
+
+    async def finished_counts(
+        self, *, since: datetime, bucket_seconds: int
+    ) -> list[tuple[int, JobStatus, int]]:
+        """See `Backend.finished_counts`: a range scan of `aq_jobs_finished` (its partial
+        index's condition, as literals, lets both engines use it), grouped in the store."""
+        bucket = self.dialect.time_bucket(jobs.c.completed_at, bucket_seconds).label("bucket")
+        query = (
+            sa.select(bucket, jobs.c.status, sa.func.count())
+            .where(IS_FINISHED, jobs.c.completed_at >= since)
+            .group_by(bucket, jobs.c.status)
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [(int(r[0]), JobStatus(r[1]), int(r[2])) for r in rows]
 
     # -- maintain ----------------------------------------------------------------------------
     async def rescue_expired(self, *, now: datetime | None = None) -> list[int]:

@@ -7,39 +7,19 @@ with nothing due never takes SQLite's write lock.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
 
 import sqlalchemy as sa
 
 from agentqueue.backends.base import CronFire, InsertJob
 from agentqueue.backends.sql import cron as cron_sql
-from agentqueue.backends.sql.dialect import SqlDialect
+from agentqueue.backends.sql.transactions import Transactions
 from agentqueue.models import CronJob, CronStatus
 
-_T = TypeVar("_T")
-_Work = Callable[[sa.Connection], _T]
 
-
-class CronStore(ABC):
+class CronStore(Transactions):
     """The cron methods of the `Backend` protocol over SQL (a base of `SqlBackend`, which
     supplies the transactions and the clock)."""
-
-    dialect = SqlDialect()  # the store's own (a subclass sets it)
-
-    @abstractmethod
-    async def _write(self, work: _Work[_T]) -> _T:
-        """Run `work` in one write transaction and commit it."""
-
-    @abstractmethod
-    async def _read(self, work: _Work[_T]) -> _T:
-        """Run `work` on a connection for reads."""
-
-    @abstractmethod
-    def _at(self, conn: sa.Connection, now: datetime | None) -> datetime:
-        """Return `now`, or the store's clock when it is None."""
 
     async def put_cron_job(
         self,
@@ -83,6 +63,11 @@ class CronStore(ABC):
                 for row in conn.execute(cron_sql.due_statement(self._at(conn, now), limit))
             ]
         )
+
+    async def store_now(self) -> datetime:
+        """See `Backend.store_now` (no statement: the dialect's clock, whose PostgreSQL offset
+        is refreshed on a connection when it is due)."""
+        return await self._read(lambda conn: self._at(conn, None))
 
     async def fire_cron(
         self,

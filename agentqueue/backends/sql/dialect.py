@@ -34,6 +34,14 @@ class SqlDialect:
         report a busy job as missing)."""
         return query
 
+    def serialize_limited_claims(self, conn: sa.Connection) -> None:
+        """Make claims under flow limits take turns (they count, then claim). SQLite's single
+        writer already does."""
+
+    def notify(self, conn: sa.Connection) -> None:
+        """Wake this store's waiting workers at commit (a change that is not a job event).
+        SQLite's watcher sees every commit."""
+
     def now(self, conn: sa.Connection, now: datetime | None) -> datetime:
         """Return `now`, or the store's clock when it is None."""
         return now if now is not None else datetime.now(UTC)
@@ -60,6 +68,11 @@ class SqlDialect:
         """Return the cursor of the newest event, or None."""
         latest = conn.execute(sa.select(sa.func.max(job_events.c.id))).scalar()
         return None if latest is None else str(latest)
+
+    def time_bucket(self, column: sa.ColumnElement[Any], seconds: int) -> sa.ColumnElement[int]:
+        """`floor(epoch seconds of column / seconds)`: SQLite stores epoch microseconds, so an
+        integer division does it."""
+        return sa.type_coerce(column, sa.BigInteger()) // (seconds * 1_000_000)
 
     def insert_ignoring_conflicts(self, table: sa.Table) -> sa.Insert:
         """`INSERT … ON CONFLICT DO NOTHING` on any unique constraint of `table`: a row that

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agentqueue.backends.base import Lease, SuspendResult
-from agentqueue.backends.sql import tokens
+from agentqueue.backends.sql import flow, tokens
 from agentqueue.backends.sql.consume import owned
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import event_row, insert_events, token_from_row
@@ -138,6 +138,7 @@ def suspend(
                 )
             ],
         )
+        flow.settle(conn, dialect.lock_wait, [(row._mapping, JobStatus.CANCELLED)], at)
         return SuspendResult(suspended=True)
     conn.execute(
         sa.update(jobs)

@@ -7,40 +7,22 @@ supervisor's sweeps read first so that one finding nothing never takes SQLite's 
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 
 from agentqueue.backends.base import Lease, PurgeResult, SuspendResult, TokenCompletion
 from agentqueue.backends.sql import durable, purge, tokens, waiting
-from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import token_from_row
+from agentqueue.backends.sql.transactions import Transactions
 from agentqueue.models import Token, TokenStatus
 
-_T = TypeVar("_T")
-_Work = Callable[[sa.Connection], _T]
 
-
-class DurableStore(ABC):
+class DurableStore(Transactions):
     """The durable-execution methods of the `Backend` protocol over SQL (a base of
     `SqlBackend`, which supplies the transactions and the clock)."""
-
-    dialect = SqlDialect()  # the store's own (a subclass sets it)
-
-    @abstractmethod
-    async def _write(self, work: _Work[_T]) -> _T:
-        """Run `work` in one write transaction and commit it."""
-
-    @abstractmethod
-    async def _read(self, work: _Work[_T]) -> _T:
-        """Run `work` on a connection for reads."""
-
-    @abstractmethod
-    def _at(self, conn: sa.Connection, now: datetime | None) -> datetime:
-        """Return `now`, or the store's clock when it is None."""
 
     async def set_output(
         self, *, worker_id: str, lease: Lease, output: Any, now: datetime | None = None
@@ -217,3 +199,9 @@ class DurableStore(ABC):
                 limit=limit,
             )
         )
+
+    async def delete_jobs(self, ids: Sequence[int]) -> list[int]:
+        """See `Backend.delete_jobs`."""
+        if not ids:
+            return []
+        return await self._write(lambda conn: purge.delete_finished(conn, self.dialect, ids))

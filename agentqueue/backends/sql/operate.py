@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agentqueue.backends.sql import flow
 from agentqueue.backends.sql.rows import JOB_COLUMNS, event_row, insert_events, job_from_row
 from agentqueue.backends.sql.tables import job_tags, jobs
 from agentqueue.errors import InvalidTransition, JobNotFound
@@ -28,6 +29,8 @@ def list_statement(
         query = query.where(jobs.c.queue.in_(filter.queue))
     if filter.tags is not None:
         query = query.where(_tag_condition(filter.tags, filter.tag_mode))
+    if filter.created_by is not None:
+        query = query.where(jobs.c.created_by == filter.created_by)
     for column, low, high in (
         (jobs.c.created_at, filter.created_after, filter.created_before),
         (jobs.c.run_at, filter.run_at_after, filter.run_at_before),
@@ -91,8 +94,11 @@ def _update(
     return job
 
 
-def cancel(conn: sa.Connection, row: sa.Row[Any], at: datetime) -> Job:
-    """Cancel a pending/waiting job, or ask a processing one to stop."""
+def cancel(
+    conn: sa.Connection, row: sa.Row[Any], at: datetime, *, lock: flow.Lock = flow.no_lock
+) -> Job:
+    """Cancel a blocked, pending or waiting job (and the jobs blocked on it), or ask a
+    processing one to stop."""
     status = JobStatus(row.status)
     if status not in allowed_sources(Transition.CANCEL):
         raise _refuse(row, Transition.CANCEL, "cancel")
@@ -105,7 +111,7 @@ def cancel(conn: sa.Connection, row: sa.Row[Any], at: datetime) -> Job:
             {"cancel_requested": True, "updated_at": at},
             event_row(row._mapping, EventType.CANCEL_REQUESTED, status, at),
         )
-    return _update(
+    job = _update(
         conn,
         row,
         # `waiting_for` is set only while waiting: a token completed later resumes nothing.
@@ -117,18 +123,22 @@ def cancel(conn: sa.Connection, row: sa.Row[Any], at: datetime) -> Job:
         },
         event_row(row._mapping, EventType.CANCEL, JobStatus.CANCELLED, at, {"from": status.value}),
     )
+    flow.settle(conn, lock, [(row._mapping, JobStatus.CANCELLED)], at)
+    return job
 
 
 def retry(conn: sa.Connection, row: sa.Row[Any], at: datetime) -> Job:
-    """Put a failed or cancelled job back to pending now with fresh attempts."""
+    """Put a failed or cancelled job back to pending now with fresh attempts (`blocked` while
+    a prerequisite of its `depends_on` has not completed)."""
     status = JobStatus(row.status)
     if status not in allowed_sources(Transition.RETRY):
         raise _refuse(row, Transition.RETRY, "retry")
+    target = flow.retry_status(conn, row)
     return _update(
         conn,
         row,
         {
-            "status": JobStatus.PENDING.value,
+            "status": target.value,
             "run_at": at,
             "attempts": 0,
             "updated_at": at,
@@ -140,7 +150,7 @@ def retry(conn: sa.Connection, row: sa.Row[Any], at: datetime) -> Job:
             "progress": 0,
             "progress_message": None,
         },
-        event_row(row._mapping, EventType.RETRY, JobStatus.PENDING, at, {"from": status.value}),
+        event_row(row._mapping, EventType.RETRY, target, at, {"from": status.value}),
     )
 
 

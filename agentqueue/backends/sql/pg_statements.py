@@ -19,7 +19,14 @@ from sqlalchemy.dialects import postgresql
 
 from agentqueue.backends.base import Outcome
 from agentqueue.backends.sql.consume import claim_values
-from agentqueue.backends.sql.tables import IS_PENDING, UTCDateTime, job_events, job_tags, jobs
+from agentqueue.backends.sql.tables import (
+    IS_PENDING,
+    UTCDateTime,
+    job_events,
+    job_tags,
+    jobs,
+    limits,
+)
 from agentqueue.models import EventType
 from agentqueue.states import JobStatus
 
@@ -35,7 +42,7 @@ def _record_columns() -> list[sa.ColumnClause[Any]]:
         kind = column.type
         if isinstance(kind, UTCDateTime):
             types[column.name] = sa.DateTime(timezone=True)
-        elif column.name in ("payload", "error_history", "tags", "output"):
+        elif isinstance(kind, sa.JSON):
             types[column.name] = postgresql.JSONB()
         else:
             types[column.name] = kind
@@ -102,10 +109,14 @@ def insert_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _build_claim(by_queue: bool, by_types: bool) -> sa.Select[Any]:
-    """The claim statement for one filter shape; every value is a bind parameter."""
+def _claim_parts(by_queue: bool, by_types: bool) -> tuple[sa.CTE, sa.CTE]:
+    """The claim's CTEs for one filter shape (the claimed rows, their `claim` events); every
+    value is a bind parameter."""
     at = sa.bindparam("at", type_=UTCDateTime())
-    due = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= at)
+    # With flow limits the transactional claim (limits.py) decides; this one then takes
+    # nothing (an uncorrelated test, evaluated once per statement).
+    no_limits = ~sa.exists(sa.select(limits.c.scope))
+    due = sa.select(jobs.c.id).where(IS_PENDING, jobs.c.run_at <= at, no_limits)
     if by_queue:
         due = due.where(jobs.c.queue == sa.bindparam("queue"))
     if by_types:
@@ -133,10 +144,30 @@ def _build_claim(by_queue: bool, by_types: bool) -> sa.Select[Any]:
             sa.literal(EventType.CLAIM.value),
             sa.literal(JobStatus.PROCESSING.value),
             at,
-            sa.func.jsonb_build_object("attempt", claimed.c.attempts, "worker", worker),
+            sa.func.jsonb_build_object(
+                "attempt",
+                claimed.c.attempts,
+                "worker",
+                worker,
+                # Seconds from due to claimed: the wait-time metric (as the portable claim).
+                "waited",
+                sa.func.round(
+                    sa.cast(
+                        sa.func.greatest(sa.extract("epoch", at - claimed.c.run_at), 0),
+                        sa.Numeric(),
+                    ),
+                    6,
+                ),
+            ),
         ),
     )
-    return sa.select(claimed).add_cte(events.cte("claim_events"))
+    return claimed, events.cte("claim_events")
+
+
+def _build_claim(by_queue: bool, by_types: bool) -> sa.Select[Any]:
+    """The claim statement for one filter shape: it selects the claimed rows."""
+    claimed, events = _claim_parts(by_queue, by_types)
+    return sa.select(claimed).add_cte(events)
 
 
 _CLAIM_ANY = _build_claim(False, False)
@@ -168,7 +199,9 @@ def claim(
     return statement.params(queue=queue, job_types=list(job_types or [])), params
 
 
-def _build_complete() -> sa.Select[Any]:
+def _complete_parts() -> tuple[sa.CTE, sa.CTE]:
+    """The completion's CTEs: the completed rows (id, job_type, queue, attempts) and their
+    `complete` events."""
     done_rows = (
         sa.func.jsonb_to_recordset(sa.bindparam("rows", type_=postgresql.JSONB))
         .table_valued(
@@ -196,6 +229,8 @@ def _build_complete() -> sa.Select[Any]:
             jobs.c.attempts == done_rows.c.attempt,
             jobs.c.status == JobStatus.PROCESSING.value,
             jobs.c.locked_by == sa.bindparam("worker"),
+            # A job others depend on is settled by the transactional path (flow.py).
+            jobs.c.has_dependents.is_(sa.false()),
         )
         .values(
             status=JobStatus.COMPLETED.value,
@@ -220,12 +255,18 @@ def _build_complete() -> sa.Select[Any]:
             sa.func.jsonb_build_object("attempt", completed.c.attempts),
         ),
     )
-    return sa.select(completed.c.id).add_cte(events.cte("complete_events"))
+    return completed, events.cte("complete_events")
+
+
+def _build_complete() -> sa.Select[Any]:
+    completed, events = _complete_parts()
+    return sa.select(completed.c.id).add_cte(events)
 
 
 COMPLETE = _build_complete()
-"""Complete a batch of attempts still held by one worker (the fence: status, worker, attempt),
-with their `complete` events; select the ids it completed (the others lost their lease)."""
+"""Complete a batch of attempts still held by one worker (the fence: status, worker, attempt)
+that no job depends on, with their `complete` events; select the ids it completed (the others
+lost their lease, or have dependents to settle in a transaction)."""
 
 
 def complete_params(worker_id: str, outcomes: Sequence[Outcome], at: datetime) -> dict[str, Any]:

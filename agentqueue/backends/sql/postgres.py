@@ -21,7 +21,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,16 +40,29 @@ from agentqueue.backends.sql.backend import SqlBackend, T, Work
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import job_from_row
 from agentqueue.backends.sql.tables import event_commits, job_events
-from agentqueue.errors import BackendUnavailable, ConfigError, InvalidArgument, MissingExtra
-from agentqueue.models import Job, JobEvent
+from agentqueue.backends.sql.tables import limits as limits_table
+from agentqueue.backends.sql.transactions import always
+from agentqueue.errors import (
+    BackendUnavailable,
+    ConfigError,
+    InvalidArgument,
+    MissingExtra,
+    StoreFull,
+)
+from agentqueue.models import Job, JobEvent, Limit, LimitScope
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "agentqueue"
+_LIMITS_REFRESH = 1.0
+"""Seconds a process trusts its view of whether the store has flow limits."""
 _ROLLED_BACK = {"40001", "40P01"}  # serialization failure, deadlock: the statement undone
 _RETRYABLE = _ROLLED_BACK | {"23505"}  # and a unique violation (another writer's key)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CLOCK_REFRESH = 300.0  # seconds between measurements of the server clock's offset
+_STATISTICS_CHECK = 10.0  # seconds between looks at the tables' modification counters
+_STATISTICS_TABLES = ("aq_jobs", "aq_job_events", "aq_event_commits", "aq_job_tags")
+_STALE_ROWS = 1000  # changed rows (beyond 10% of the table) that make its statistics stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +129,25 @@ class PostgresDialect(SqlDialect):
     def lock_wait(self, query: sa.Select[Any]) -> sa.Select[Any]:
         """`FOR UPDATE`: wait for the holder (fences and operator changes)."""
         return query.with_for_update()
+
+    def serialize_limited_claims(self, conn: sa.Connection) -> None:
+        """A transaction-level advisory lock per schema: claims under flow limits count
+        processing jobs and then claim, so two must not count at once."""
+        conn.execute(
+            sa.select(
+                sa.func.pg_advisory_xact_lock(
+                    sa.func.hashtext(sa.func.concat("aql:", sa.func.current_schema()))
+                )
+            )
+        )
+
+    def time_bucket(self, column: sa.ColumnElement[Any], seconds: int) -> sa.ColumnElement[int]:
+        """`floor(epoch seconds of column / seconds)` of a `timestamptz`."""
+        return sa.cast(sa.func.floor(sa.extract("epoch", column) / seconds), sa.BigInteger())
+
+    def notify(self, conn: sa.Connection) -> None:
+        """`pg_notify` on the wake-up channel, as the event trigger does (sent at commit)."""
+        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, sa.func.current_schema())))
 
     def now(self, conn: sa.Connection, now: datetime | None) -> datetime:
         """Return `now`, or the server's clock (local clock plus the measured offset)."""
@@ -257,10 +289,28 @@ class PostgresBackend(SqlBackend):
             max_overflow=options.pool_size,
             connect_args={"server_settings": {"search_path": self.schema}},
         )
+        # Claims commit without waiting for the WAL flush (see `SqlBackend._write_claim`): a
+        # flush costs 1-4 ms here, most of an idle worker's pickup latency. Their own small
+        # pool, so the setting never leaks into an enqueue or an outcome.
+        self._claim_engine = (
+            create_async_engine(
+                options.url,
+                pool_size=2,
+                max_overflow=options.pool_size,
+                connect_args={
+                    "server_settings": {"search_path": self.schema, "synchronous_commit": "off"}
+                },
+            )
+            if self._owns_engine
+            else self.engine
+        )
         self._signal = ChangeSignal()
         self._wrapped: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
+        self._limits_seen = False
+        self._limits_checked_at = -_LIMITS_REFRESH
+        self._statistics_checked_at = -_STATISTICS_CHECK
 
     @classmethod
     def from_url(cls, url: str) -> PostgresBackend:
@@ -274,10 +324,16 @@ class PostgresBackend(SqlBackend):
         return cls(PostgresOptions(url=url, schema=None), engine)
 
     # -- transactions ------------------------------------------------------------------------
-    async def _write(self, work: Work[T]) -> T:
+    async def _write(
+        self,
+        work: Work[T],
+        *,
+        changed: Callable[[T], bool] = always,
+        engine: AsyncEngine | None = None,
+    ) -> T:
         for attempt in range(1, 6):
             try:
-                async with self.engine.connect() as conn:
+                async with (engine or self.engine).connect() as conn:
                     await conn.begin()
                     try:
                         result = await conn.run_sync(work)
@@ -293,7 +349,8 @@ class PostgresBackend(SqlBackend):
                 raise self._translate(error) from error
             except OSError as error:
                 raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
-            self._signal.notify()
+            if changed(result):
+                self._signal.notify()
             return result
         raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -312,15 +369,27 @@ class PostgresBackend(SqlBackend):
                 raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    async def _autocommit(self, work: Work[T]) -> T:
+    async def _write_claim(self, work: Work[list[Job]]) -> list[Job]:
+        """See `SqlBackend._write_claim`: on the claim engine (asynchronous commit)."""
+        return await self._write(work, changed=bool, engine=self._claim_engine)
+
+    async def _autocommit(
+        self,
+        work: Work[T],
+        *,
+        changed: Callable[[T], bool] = lambda _result: True,
+        engine: AsyncEngine | None = None,
+    ) -> T:
         """Run one statement's `work` in autocommit: the statement is its own transaction.
+
+        Local waiters are woken after it unless `changed(result)` says it wrote nothing.
 
         Rerun only when the server says the statement was rolled back (deadlock, serialization
         failure); any other failure may have come after the commit.
         """
         for attempt in range(1, 6):
             try:
-                async with self.engine.connect() as conn:
+                async with (engine or self.engine).connect() as conn:
                     auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
                     result = await auto.run_sync(work)
             except sa_exc.DBAPIError as error:
@@ -330,7 +399,8 @@ class PostgresBackend(SqlBackend):
                 raise self._translate(error) from error
             except OSError as error:
                 raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
-            self._signal.notify()
+            if changed(result):
+                self._signal.notify()
             return result
         raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -344,7 +414,11 @@ class PostgresBackend(SqlBackend):
     ) -> list[InsertResult]:
         """See `Backend.insert_jobs`: one statement when no idempotency key is involved."""
         portable = connection is not None or any(
-            job.idempotency_key is not None for job in new_jobs
+            job.idempotency_key is not None
+            or job.depends_on
+            or job.depends_on_batch
+            or job.depends_on_tags
+            for job in new_jobs
         )
         if portable or not new_jobs:
             return await super().insert_jobs(new_jobs, now=now, connection=connection)
@@ -367,9 +441,16 @@ class PostgresBackend(SqlBackend):
         lease_seconds: float,
         now: datetime | None = None,
     ) -> list[Job]:
-        """See `Backend.claim`: one statement; SKIP LOCKED makes an empty claim cheap."""
+        """See `Backend.claim`: one statement; SKIP LOCKED makes an empty claim cheap.
+
+        With flow limits in the store, the transactional claim (`limits.admit`) runs instead;
+        the one statement takes nothing while any limit exists, so a limit set by another
+        process holds at once, before this process's cached view of it refreshes.
+        """
         if limit <= 0:
             return []
+        if await self._limits_may_exist():
+            return await self._claim_limited(worker_id, queue, job_types, limit, lease_seconds, now)
 
         def work(conn: sa.Connection) -> list[Job]:
             statement, params = pg_statements.claim(
@@ -384,21 +465,108 @@ class PostgresBackend(SqlBackend):
             found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
             return found
 
-        return await self._autocommit(work)
+        # An empty claim changed nothing: waking local waiters for it would wake the worker that
+        # made it, whose token predates it, and that worker would claim again at once, for ever
+        # (an idle worker ran ~750 empty claims and next_due reads a second).
+        found = await self._autocommit(work, changed=bool, engine=self._claim_engine)
+        if found or not await self._limits_exist_now():
+            return found
+        return await self._claim_limited(worker_id, queue, job_types, limit, lease_seconds, now)
+
+    async def _claim_limited(
+        self,
+        worker_id: str,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None,
+    ) -> list[Job]:
+        return await super().claim(
+            worker_id=worker_id,
+            queue=queue,
+            job_types=job_types,
+            limit=limit,
+            lease_seconds=lease_seconds,
+            now=now,
+        )
+
+    async def _limits_may_exist(self) -> bool:
+        """Whether the store had flow limits when last looked (at most a second ago)."""
+        if time.monotonic() - self._limits_checked_at > _LIMITS_REFRESH:
+            return await self._limits_exist_now()
+        return self._limits_seen
+
+    async def _limits_exist_now(self) -> bool:
+        """Look whether the store has flow limits (and remember it)."""
+        query = sa.select(sa.exists(sa.select(limits_table.c.scope)))
+        self._limits_seen = bool(await self._read(lambda conn: conn.execute(query).scalar()))
+        self._limits_checked_at = time.monotonic()
+        return self._limits_seen
+
+    async def refresh_statistics(self) -> list[str]:
+        """See `RefreshesStatistics`: at most every 10 s per process, `ANALYZE` each queue table
+        never analyzed, or changed by more than 1,000 rows plus 10% since its last analysis
+        (autovacuum's own threshold is 20%, looked at once a minute)."""
+        if time.monotonic() - self._statistics_checked_at < _STATISTICS_CHECK:
+            return []
+        self._statistics_checked_at = time.monotonic()
+        query = sa.text(
+            "SELECT c.relname, c.reltuples, coalesce(s.n_mod_since_analyze, 0) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE n.nspname = :schema AND c.relname = ANY(:names)"
+        ).bindparams(
+            sa.bindparam("names", list(_STATISTICS_TABLES), type_=postgresql.ARRAY(sa.Text()))
+        )
+        schema = self.schema
+        rows = await self._read(lambda conn: conn.execute(query, {"schema": schema}).all())
+        stale = [
+            name
+            for name, tuples, changed in rows
+            # Never analyzed (-1), or changed a lot: the counters reach pg_stat within a second.
+            if tuples < 0 or changed > _STALE_ROWS + 0.1 * tuples
+        ]
+        for name in sorted(stale):
+            # Autocommit; ANALYZE takes a lock that conflicts only with schema changes and
+            # other ANALYZEs (a concurrent one of another worker waits, then is quick).
+            statement = sa.text(f'ANALYZE "{schema}"."{name}"')
+            await self._read(lambda conn, statement=statement: conn.execute(statement))
+        return sorted(stale)
+
+    async def update_limit(
+        self,
+        scope: LimitScope,
+        key: str,
+        changes: dict[str, Any],
+        *,
+        now: datetime | None = None,
+    ) -> Limit | None:
+        """See `Backend.update_limit`."""
+        stored = await super().update_limit(scope, key, changes, now=now)
+        self._limits_checked_at = -_LIMITS_REFRESH  # look again at the next claim
+        return stored
 
     async def finish(
         self, *, worker_id: str, outcomes: Sequence[Outcome], now: datetime | None = None
     ) -> set[int]:
-        """See `Backend.finish`: a batch of completions is one statement."""
+        """See `Backend.finish`: a batch of completions is one statement.
+
+        Completions it leaves (a lost lease, or a job others depend on) go through the
+        transactional path, which tells the two apart.
+        """
         if not outcomes or any(o.kind is not OutcomeKind.COMPLETE for o in outcomes):
             return await super().finish(worker_id=worker_id, outcomes=outcomes, now=now)
 
         def work(conn: sa.Connection) -> set[int]:
             params = pg_statements.complete_params(worker_id, outcomes, self.dialect.now(conn, now))
-            done = set(conn.execute(pg_statements.COMPLETE, params).scalars())
-            return {o.lease.job_id for o in outcomes if o.lease.job_id not in done}
+            return set(conn.execute(pg_statements.COMPLETE, params).scalars())
 
-        return await self._autocommit(work)
+        done = await self._autocommit(work)
+        left = [o for o in outcomes if o.lease.job_id not in done]
+        if not left:
+            return set()
+        return await super().finish(worker_id=worker_id, outcomes=left, now=now)
 
     async def _run_in(self, connection: Any, work: Work[T]) -> T:
         """Run `work` on the caller's connection, inside the caller's transaction.
@@ -448,11 +616,14 @@ class PostgresBackend(SqlBackend):
         return await engine.connect()
 
     def _translate(self, error: sa_exc.DBAPIError) -> Exception:
+        if _sqlstate(error) == "53100":  # disk_full
+            return StoreFull(f"PostgreSQL's disk is full; nothing was written: {error.orig}")
         return BackendUnavailable(f"PostgreSQL error: {error.orig}")
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self, *, migrate: bool = False) -> None:
-        """See `Backend.open`."""
+        """See `Backend.open` (also after a `close`: the listener starts again on first use)."""
+        self._closed = False
         if self.options.schema is None:
             self.schema = await self._read(
                 lambda conn: conn.execute(sa.select(sa.func.current_schema())).scalar_one()
@@ -480,7 +651,9 @@ class PostgresBackend(SqlBackend):
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
+            self._listener = None  # a reopened store LISTENs again, on its new loop
         if self._owns_engine:
+            await self._claim_engine.dispose()
             await self.engine.dispose()
 
     # -- the event feed ----------------------------------------------------------------------

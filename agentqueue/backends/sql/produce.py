@@ -9,43 +9,66 @@ from typing import Any
 import sqlalchemy as sa
 
 from agentqueue.backends.base import InsertJob, InsertResult
+from agentqueue.backends.sql import flow
 from agentqueue.backends.sql.rows import event_row, insert_events
 from agentqueue.backends.sql.tables import job_tags, jobs
 from agentqueue.models import EventType
 from agentqueue.states import JobStatus
 
 
-def insert(conn: sa.Connection, new_jobs: Sequence[InsertJob], at: datetime) -> list[InsertResult]:
+def insert(
+    conn: sa.Connection,
+    new_jobs: Sequence[InsertJob],
+    at: datetime,
+    *,
+    lock: flow.Lock = flow.no_lock,
+) -> list[InsertResult]:
     """Insert jobs (inside the caller's write transaction); see `Backend.insert_jobs`.
 
     Keys are checked and inserted in one write transaction; the unique index on
-    (job_type, idempotency_key) backs this up against any other writer.
+    (job_type, idempotency_key) backs this up against any other writer. `lock` is the store's
+    waiting row lock (`SqlDialect.lock_wait`), taken on the prerequisites of `depends_on`.
+
+    Raises:
+        DependencyInvalid: a prerequisite does not exist, failed or was cancelled.
     """
-    existing = _existing_keys(conn, new_jobs)
+    existing = _existing_keys(conn, new_jobs, at)
     results: list[InsertResult] = []
     fresh: list[InsertJob] = []
     first_of: dict[tuple[str, str], int] = {}  # key -> index in `fresh`
     slots: list[tuple[int, int]] = []  # (index in results, index in fresh)
-    for job in new_jobs:
+    fresh_of: dict[int, int] = {}  # index in new_jobs -> index in fresh
+    for index, job in enumerate(new_jobs):
         key = (job.job_type, job.idempotency_key or "")
         if job.idempotency_key is not None and key in existing:
             results.append(InsertResult(existing[key], created=False))
         elif job.idempotency_key is not None and key in first_of:
             slots.append((len(results), first_of[key]))
+            fresh_of[index] = first_of[key]
             results.append(InsertResult(0, created=False))
         else:
             if job.idempotency_key is not None:
                 first_of[key] = len(fresh)
             slots.append((len(results), len(fresh)))
+            fresh_of[index] = len(fresh)
             results.append(InsertResult(0, created=True))
             fresh.append(job)
     if not fresh:
         return results
+    plan = _DependencyPlan(conn, lock, new_jobs, results, fresh_of) if _has_deps(fresh) else None
     rows = [job_values(job, at) for job in fresh]
+    if plan is not None:
+        for fresh_index, row in enumerate(rows):
+            if plan.blocked(fresh_index):
+                row["status"] = JobStatus.BLOCKED.value
+            if fresh_index in plan.batch_prerequisites:
+                row["has_dependents"] = True
     inserted = conn.execute(jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True), rows)
     ids = [row.id for row in inserted]
     for slot, fresh_index in slots:
         results[slot] = InsertResult(ids[fresh_index], results[slot].created)
+    if plan is not None:
+        flow.write_edges(conn, plan.edges(ids))
     tag_rows = [
         {"job_id": job_id, "tag": tag}
         for job, job_id in zip(fresh, ids, strict=True)
@@ -56,23 +79,108 @@ def insert(conn: sa.Connection, new_jobs: Sequence[InsertJob], at: datetime) -> 
     insert_events(
         conn,
         [
-            event_row({"id": job_id, **row}, EventType.ADDED, JobStatus.PENDING, at)
+            event_row({"id": job_id, **row}, EventType.ADDED, JobStatus(row["status"]), at)
             for row, job_id in zip(rows, ids, strict=True)
         ],
     )
     return results
 
 
+def _has_deps(fresh: Sequence[InsertJob]) -> bool:
+    return any(job.depends_on or job.depends_on_batch or job.depends_on_tags for job in fresh)
+
+
+class _DependencyPlan:
+    """The prerequisites of one batch's new jobs: existing jobs (locked and checked) and
+    earlier new jobs of the same batch, by index in `fresh`."""
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        lock: flow.Lock,
+        new_jobs: Sequence[InsertJob],
+        results: Sequence[InsertResult],
+        fresh_of: dict[int, int],
+    ) -> None:
+        self.existing: dict[int, set[int]] = {}  # fresh index -> ids of existing jobs
+        self.batch: dict[int, set[int]] = {}  # fresh index -> fresh indexes
+        drained: dict[str, list[int]] = {}  # tag -> fresh indexes of earlier new jobs with it
+        tagged = {tag: flow.tag_prerequisites(conn, [tag]) for tag in _drain_tags(new_jobs)}
+        for index, job in enumerate(new_jobs):
+            mine = fresh_of.get(index)
+            # An in-batch duplicate of a key is the first job with it: its options count.
+            if mine is not None and results[index].created:
+                outside = self.existing.setdefault(mine, set(job.depends_on))
+                inside = self.batch.setdefault(mine, set())
+                for earlier in job.depends_on_batch:
+                    if earlier in fresh_of:
+                        inside.add(fresh_of[earlier])
+                    else:  # its idempotency key named an existing job
+                        outside.add(results[earlier].id)
+                for tag in job.depends_on_tags:
+                    outside.update(tagged[tag])
+                    inside.update(drained.get(tag, ()))
+                inside.discard(mine)
+            if mine is not None:
+                for tag in job.tags:
+                    drained.setdefault(tag, []).append(mine)
+        self.statuses = flow.lock_prerequisites(
+            conn, lock, {job_id for ids in self.existing.values() for job_id in ids}
+        )
+        self.batch_prerequisites = {i for indexes in self.batch.values() for i in indexes}
+
+    def blocked(self, fresh_index: int) -> bool:
+        """Whether the new job waits on a prerequisite that has not completed."""
+        return bool(self.batch.get(fresh_index)) or any(
+            self.statuses[job_id] != JobStatus.COMPLETED.value
+            for job_id in self.existing.get(fresh_index, ())
+        )
+
+    def edges(self, ids: Sequence[int]) -> dict[int, list[int]]:
+        """Each new dependent's prerequisites by id, once the batch's ids are known."""
+        edges: dict[int, list[int]] = {}
+        for fresh_index, outside in self.existing.items():
+            prerequisites = outside | {ids[i] for i in self.batch.get(fresh_index, ())}
+            if prerequisites:
+                edges[ids[fresh_index]] = sorted(prerequisites)
+        return edges
+
+
+def _drain_tags(new_jobs: Sequence[InsertJob]) -> set[str]:
+    return {tag for job in new_jobs for tag in job.depends_on_tags}
+
+
 def _existing_keys(
-    conn: sa.Connection, new_jobs: Sequence[InsertJob]
+    conn: sa.Connection, new_jobs: Sequence[InsertJob], at: datetime
 ) -> dict[tuple[str, str], int]:
+    """Return the ids of the jobs that hold the batch's keys now.
+
+    A key whose window ended (`idempotency_expires_at` passed) is taken from its old job here
+    (the old job's key is cleared), so the batch can give it to a new job: the unique index
+    allows one holder per (job type, key).
+    """
     keys = {(j.job_type, j.idempotency_key) for j in new_jobs if j.idempotency_key is not None}
     if not keys:
         return {}
-    query = sa.select(jobs.c.id, jobs.c.job_type, jobs.c.idempotency_key).where(
-        sa.tuple_(jobs.c.job_type, jobs.c.idempotency_key).in_(list(keys))
-    )
-    return {(row.job_type, row.idempotency_key): row.id for row in conn.execute(query)}
+    query = sa.select(
+        jobs.c.id, jobs.c.job_type, jobs.c.idempotency_key, jobs.c.idempotency_expires_at
+    ).where(sa.tuple_(jobs.c.job_type, jobs.c.idempotency_key).in_(list(keys)))
+    held: dict[tuple[str, str], int] = {}
+    expired: list[int] = []
+    for row in conn.execute(query):
+        if row.idempotency_expires_at is not None and row.idempotency_expires_at <= at:
+            expired.append(row.id)
+        else:
+            held[(row.job_type, row.idempotency_key)] = row.id
+    if expired:
+        # A concurrent writer that cleared the same key first makes this a no-op; its new job
+        # then collides on the unique index and the transaction reruns on fresh state.
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id.in_(expired), jobs.c.idempotency_key.is_not(None))
+            .values(idempotency_key=None, idempotency_expires_at=None)
+        )
+    return held
 
 
 def job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
@@ -102,4 +210,15 @@ def job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
         # writes NULL for a missing key.
         "force_kill_on_timeout": job.force_kill_on_timeout,
         "waiting_for": None,
+        "job_group": job.group,
+        "dead_letter": job.dead_letter,
+        "depends_on": None,  # written with the edges once the batch's ids are known
+        "has_dependents": False,
+        "origin": job.origin,
+        "created_by": job.origin["actor"] if job.origin else None,
+        "idempotency_expires_at": (
+            at + timedelta(seconds=job.idempotency_window)
+            if job.idempotency_window is not None and job.idempotency_key is not None
+            else None
+        ),
     }

@@ -14,6 +14,7 @@ migration 0005, as the feed's cursor is their id; PostgreSQL's sequences never r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from agentqueue.backends.base import PurgeResult
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.tables import (
     IS_FINISHED,
+    job_deps,
     job_events,
     job_steps,
     job_tags,
@@ -77,9 +79,23 @@ def purge(
 
 def _purge_jobs(conn: sa.Connection, dialect: SqlDialect, before: datetime, limit: int) -> int:
     query = _old_finished(dialect, before).order_by(jobs.c.completed_at).limit(limit)
-    ids = list(conn.execute(dialect.lock(query)).scalars())
+    return len(_delete(conn, dialect, list(conn.execute(dialect.lock(query)).scalars())))
+
+
+def delete_finished(conn: sa.Connection, dialect: SqlDialect, ids: Sequence[int]) -> list[int]:
+    """Delete those of `ids` that are finished, with everything of theirs; see
+    `Backend.delete_jobs`."""
+    query = sa.select(jobs.c.id).where(IS_FINISHED, jobs.c.id.in_(list(ids)))
+    if dialect.reuses_job_ids:  # never the newest job (its id would be given out again)
+        query = query.where(jobs.c.id < sa.select(sa.func.max(jobs.c.id)).scalar_subquery())
+    found = list(conn.execute(dialect.lock_wait(query.order_by(jobs.c.id))).scalars())
+    return _delete(conn, dialect, found)
+
+
+def _delete(conn: sa.Connection, dialect: SqlDialect, ids: list[int]) -> list[int]:
+    """Delete jobs the caller picked (and locked), with everything of theirs."""
     if not ids:
-        return 0
+        return []
     dialect.delete_events(conn, job_events.c.job_id.in_(ids))
     # Explicit, though the foreign keys cascade: the purge does not depend on SQLite's
     # foreign_keys pragma being on.
@@ -88,7 +104,9 @@ def _purge_jobs(conn: sa.Connection, dialect: SqlDialect, before: datetime, limi
     conn.execute(sa.delete(tokens).where(tokens.c.job_id.in_(ids)))
     conn.execute(sa.delete(job_steps).where(job_steps.c.job_id.in_(ids)))
     conn.execute(sa.delete(job_tags).where(job_tags.c.job_id.in_(ids)))
-    return conn.execute(sa.delete(jobs).where(jobs.c.id.in_(ids))).rowcount
+    conn.execute(sa.delete(job_deps).where(job_deps.c.job_id.in_(ids)))
+    conn.execute(sa.delete(jobs).where(jobs.c.id.in_(ids)))
+    return ids
 
 
 def _purge_events(conn: sa.Connection, dialect: SqlDialect, before: datetime, limit: int) -> int:

@@ -15,7 +15,19 @@ from agentqueue.states import JobStatus
 
 def job_from_row(row: sa.Row[Any]) -> Job:
     """Build a `Job` from a full `aq_jobs` row."""
-    return Job.model_validate(dict(row._mapping))  # pyright: ignore[reportPrivateUsage]
+    return job_from_values(row._mapping)  # pyright: ignore[reportPrivateUsage]
+
+
+def job_from_values(mapping: Mapping[Any, Any], *, skip: tuple[str, ...] = ()) -> Job:
+    """Build a `Job` from the columns of an `aq_jobs` row (leaving out the names in `skip`)."""
+    values = {name: value for name, value in mapping.items() if name not in skip}
+    values["group"] = values.pop("job_group", None)
+    dead_letter = values.pop("dead_letter", None)
+    values["dead_letter_job_type"] = dead_letter["job_type"] if dead_letter else None
+    values["depends_on"] = values.get("depends_on") or []
+    values.pop("has_dependents", None)
+    values.pop("created_by", None)
+    return Job.model_validate(values)
 
 
 def event_from_row(row: sa.Row[Any], cursor: str) -> JobEvent:

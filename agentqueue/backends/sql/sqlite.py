@@ -22,8 +22,10 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,10 +36,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from agentqueue.backends.base import Capabilities
+from agentqueue.backends.base import Capabilities, Outcome
 from agentqueue.backends.signal import ChangeSignal
+from agentqueue.backends.sql import consume
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
-from agentqueue.errors import BackendUnavailable, ConfigError
+from agentqueue.backends.sql.transactions import always
+from agentqueue.errors import BackendUnavailable, ConfigError, StoreFull
+from agentqueue.models import Job
 
 _SYNCHRONOUS = {"off": "OFF", "normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
 
@@ -139,21 +144,33 @@ class SqliteBackend(SqlBackend):
         )
         self.engine.dialect.statement_compiler = _HintingCompiler
         self._write_engine = self.engine.execution_options(aq_write=True)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="agentqueue-sqlite-writer")
-        # The in-memory database has one connection: reads share the writer's thread.
-        self._readers = (
-            self._writer
-            if self.memory
-            else ThreadPoolExecutor(
-                options.pool_size, thread_name_prefix="agentqueue-sqlite-reader"
-            )
-        )
+        self._start_threads()
         self._writer_conn: sa.Connection | None = None
         self._signal = ChangeSignal()
         self._watcher: threading.Thread | None = None
         self._stop_watcher = threading.Event()
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
+
+    def _start_threads(self) -> None:
+        self._closed = False
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="agentqueue-sqlite-writer")
+        # The in-memory database has one connection: reads share the writer's thread.
+        self._readers = (
+            self._writer
+            if self.memory
+            else ThreadPoolExecutor(
+                self.options.pool_size, thread_name_prefix="agentqueue-sqlite-reader"
+            )
+        )
+
+    async def open(self, *, migrate: bool = False) -> None:
+        """See `Backend.open`. A closed store opens again (a script may run one queue in
+        several `asyncio.run` calls); `close` stopped its threads, so they start anew. An
+        in-memory store starts empty again: its database went with its connection."""
+        if self._closed:
+            self._start_threads()
+        await super().open(migrate=migrate)
 
     @classmethod
     def from_url(cls, url: str) -> SqliteBackend:
@@ -178,13 +195,81 @@ class SqliteBackend(SqlBackend):
         else:
             conn.exec_driver_sql("BEGIN")
 
-    async def _write(self, work: Work[T]) -> T:
+    async def _write(self, work: Work[T], *, changed: Callable[[T], bool] = always) -> T:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._writer, self._run_write, work)
-        self._signal.notify()
+        if changed(result):
+            self._signal.notify()
         return result
 
-    def _run_write(self, work: Work[T]) -> T:
+    async def finish_and_claim(
+        self,
+        *,
+        worker_id: str,
+        outcomes: Sequence[Outcome],
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> tuple[set[int], list[Job]]:
+        """See `FinishesWithClaim.finish_and_claim`: one write transaction on the writer thread,
+        outcomes first (a finished job frees its group's and type's slots for the claim);
+        writes them all.
+
+        Only SQLite takes acks with its claims: its writes queue on one thread anyway, so one
+        transaction instead of two saves a commit (the drain ran 1.55x faster in the harness).
+        On PostgreSQL the claim and the acks run on two connections at once, which measured
+        faster than one combined statement (3,100 vs 2,430-2,550 jobs/s)."""
+
+        def work(conn: sa.Connection) -> tuple[set[int], list[Job]]:
+            at = self._at(conn, now)
+            lost = consume.finish(conn, self.dialect, worker_id=worker_id, outcomes=outcomes, at=at)
+            claimed = consume.claim(
+                conn,
+                self.dialect,
+                worker_id=worker_id,
+                queue=queue,
+                job_types=job_types,
+                limit=limit,
+                lease_seconds=lease_seconds,
+                at=at,
+            )
+            return lost, claimed
+
+        return await self._write(work)
+
+    async def _write_claim(self, work: Work[list[Job]]) -> list[Job]:
+        """See `SqlBackend._write_claim`: with `synchronous` FULL or EXTRA a claim commits at
+        NORMAL (in WAL mode: no fsync; safe across a process crash, lost only with the OS or
+        the power, and the next FULL commit makes it durable too, the WAL being in order)."""
+        if self.memory or self.options.synchronous not in ("FULL", "EXTRA"):
+            return await self._write(work, changed=bool)
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(self._writer, self._run_write, work, True)
+        if found:
+            self._signal.notify()
+        return found
+
+    def _run_write(self, work: Work[T], relaxed: bool = False) -> T:
+        """Run `work` in a write transaction on the writer's connection (`relaxed`: committed
+        at `synchronous=NORMAL`)."""
+        if not relaxed:
+            return self._run_write_on(work)
+        raw = self._writer_dbapi()
+        raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return self._run_write_on(work)
+        finally:
+            if self._writer_conn is not None and not self._writer_conn.closed:
+                raw.execute(f"PRAGMA synchronous={self.options.synchronous}")
+
+    def _writer_dbapi(self) -> Any:
+        """The writer's sqlite3 connection (opened if needed), for pragmas outside a
+        transaction (through SQLAlchemy they would begin one)."""
+        return self._writer_connection().connection.dbapi_connection
+
+    def _writer_connection(self) -> sa.Connection:
         # The writer thread keeps its connection: a pool checkout per transaction costs about
         # as much as the statements of a small one.
         if self._writer_conn is None or self._writer_conn.closed:
@@ -193,14 +278,18 @@ class SqliteBackend(SqlBackend):
             # SQLite's busy handler, whose sleeps grow to 100 ms while the lock is held ~1 ms.
             self._writer_conn.exec_driver_sql("PRAGMA busy_timeout=0")
             self._writer_conn.commit()
+        return self._writer_conn
+
+    def _run_write_on(self, work: Work[T]) -> T:
+        conn = self._writer_connection()
         deadline = time.monotonic() + self.options.busy_timeout_ms / 1000
         pause = 0.0002
         while True:
             started = False
             try:
-                with self._writer_conn.begin():
+                with conn.begin():
                     started = True
-                    return work(self._writer_conn)
+                    return work(conn)
             except sa_exc.OperationalError as error:
                 busy = not started and "locked" in str(error.orig)
                 if busy and time.monotonic() < deadline:
@@ -233,6 +322,8 @@ class SqliteBackend(SqlBackend):
                 f"SQLite database is locked by another process for longer than "
                 f"{self.options.busy_timeout_ms} ms: {message}"
             )
+        if "full" in message:  # SQLITE_FULL: "database or disk is full" (or max_page_count)
+            return StoreFull(f"SQLite database or disk is full; nothing was written: {message}")
         return BackendUnavailable(f"SQLite error: {message}")
 
     def change_token(self) -> int:
@@ -250,15 +341,18 @@ class SqliteBackend(SqlBackend):
     def _start_watcher(self) -> None:
         self._signal.bind(asyncio.get_running_loop())
         assert self.options.path is not None
+        # A fresh event per watcher: one left over from before a close (its join timed out)
+        # must stop, not poll on beside the new one.
+        self._stop_watcher = threading.Event()
         self._watcher = threading.Thread(
             target=self._watch,
-            args=(self.options.path,),
+            args=(self.options.path, self._stop_watcher),
             name="agentqueue-sqlite-watch",
             daemon=True,
         )
         self._watcher.start()
 
-    def _watch(self, path: str) -> None:
+    def _watch(self, path: str, stop: threading.Event) -> None:
         """Poll `PRAGMA data_version` and wake the loop when another connection committed."""
         try:
             conn = sqlite3.connect(path, check_same_thread=False)
@@ -266,7 +360,7 @@ class SqliteBackend(SqlBackend):
             return
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
-            while not self._stop_watcher.wait(self.options.poll_interval):
+            while not stop.wait(self.options.poll_interval):
                 try:
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
                 except sqlite3.Error:
@@ -288,8 +382,10 @@ class SqliteBackend(SqlBackend):
         self._stop_watcher.set()
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.join, 1.0)
+            self._watcher = None  # a reopened store starts its own (on the new loop)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._dispose)
+        self._closed = True
         self._writer.shutdown(wait=False)
         if self._readers is not self._writer:
             self._readers.shutdown(wait=False)

@@ -103,6 +103,20 @@ jobs = sa.Table(
     sa.Column("force_kill_on_timeout", sa.Boolean(), nullable=False, server_default=sa.false()),
     # The token a waiting job waits on (None: a durable sleep, or not waiting).
     sa.Column("waiting_for", sa.String(64), nullable=True),
+    # `Job.group` ("group" is an SQL keyword).
+    sa.Column("job_group", sa.String(200), nullable=True),
+    # The dead-letter job to enqueue after the last failed attempt (`InsertJob.dead_letter`).
+    sa.Column("dead_letter", JSONType, nullable=True),
+    sa.Column("idempotency_expires_at", UTCDateTime(), nullable=True),
+    # The ids this job runs after (`Job.depends_on`, written once at insert; NULL: none).
+    sa.Column("depends_on", JSONType, nullable=True),
+    # Set (never cleared) when a job that depends on this one is added: finishing this job
+    # then settles its dependents, and PostgreSQL's one-statement completion leaves it to the
+    # transactional path (see `flow.py`).
+    sa.Column("has_dependents", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Who asked for it through a door (`Job.origin`), and its actor for `created_by` filters.
+    sa.Column("origin", JSONType, nullable=True),
+    sa.Column("created_by", sa.String(200), nullable=True),
 )
 
 # The claim reads pending rows in priority order, with or without a queue; both orders are
@@ -137,6 +151,20 @@ sa.Index(
 )
 sa.Index("aq_jobs_status", jobs.c.status, jobs.c.id)
 
+# Processing jobs per group and per job type: the claim counts them against concurrency limits.
+sa.Index(
+    "aq_jobs_running_group",
+    jobs.c.job_group,
+    sqlite_where=_processing,
+    postgresql_where=_processing,
+)
+sa.Index(
+    "aq_jobs_running_type",
+    jobs.c.job_type,
+    sqlite_where=_processing,
+    postgresql_where=_processing,
+)
+
 IS_PENDING = jobs.c.status == sa.literal_column("'pending'")
 """`status = 'pending'` as a literal, so the claim and next-due queries use the partial index."""
 IS_PROCESSING = jobs.c.status == sa.literal_column("'processing'")
@@ -162,6 +190,14 @@ IS_FINISHED = jobs.c.status.in_(
 )
 """`status IN ('completed', 'failed', 'cancelled')` as literals, for the purge index."""
 sa.Index("aq_jobs_type", jobs.c.job_type, jobs.c.id)
+_created_by = sa.text("created_by IS NOT NULL")
+sa.Index(
+    "aq_jobs_created_by",
+    jobs.c.created_by,
+    jobs.c.id,
+    sqlite_where=_created_by,
+    postgresql_where=_created_by,
+)
 _keyed = sa.text("idempotency_key IS NOT NULL")
 sa.Index(
     "aq_jobs_idempotency",
@@ -179,6 +215,16 @@ job_tags = sa.Table(
     sa.Column("tag", sa.String(200), primary_key=True),
 )
 sa.Index("aq_job_tags_tag", job_tags.c.tag, job_tags.c.job_id)
+
+job_deps = sa.Table(
+    "aq_job_deps",
+    metadata,
+    sa.Column("job_id", IdType, sa.ForeignKey("aq_jobs.id", ondelete="CASCADE"), primary_key=True),
+    # No foreign key: a completed prerequisite may be purged while its dependent waits on others.
+    sa.Column("depends_on_id", IdType, primary_key=True),
+)
+"""One row per (dependent, prerequisite) edge of `depends_on`."""
+sa.Index("aq_job_deps_prerequisite", job_deps.c.depends_on_id, job_deps.c.job_id)
 
 job_events = sa.Table(
     "aq_job_events",
@@ -306,6 +352,83 @@ sa.Index(
 )
 CRON_IS_ACTIVE = cron_jobs.c.status == sa.literal_column("'active'")
 """`status = 'active'` on schedules as a literal, for the due index."""
+
+limits = sa.Table(
+    "aq_limits",
+    metadata,
+    # `job_type` or `group`; `key` is the job type's or group's name, `*` for every group.
+    sa.Column("scope", sa.String(20), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("max_concurrent", sa.Integer(), nullable=True),
+    sa.Column("rate_limit", sa.Integer(), nullable=True),
+    sa.Column("rate_period", sa.Float(), nullable=True),
+    sa.Column("paused", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+"""Flow limits: concurrency and rate limits per job type or group, and paused job types."""
+
+rate_starts = sa.Table(
+    "aq_rate_starts",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("scope", sa.String(20), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+)
+"""One row per claim of a rate-limited job type or group, kept for one rate period."""
+sa.Index("aq_rate_starts_key", rate_starts.c.scope, rate_starts.c.key, rate_starts.c.at)
+
+workers = sa.Table(
+    "aq_workers",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("queues", JSONType, nullable=False),
+    sa.Column("job_types", JSONType, nullable=False),
+    sa.Column("concurrency", sa.Integer(), nullable=False),
+    sa.Column("running", sa.Integer(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+)
+"""Worker processes by their last beat (`Backend.beat_worker`)."""
+
+api_keys = sa.Table(
+    "aq_api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("scope", sa.String(20), nullable=False),
+    # SHA-256 of the whole key (high-entropy random secrets need no slow hash).
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+)
+"""API keys of the REST and MCP doors; the secret itself is never stored."""
+_key_active = sa.text("revoked_at IS NULL")
+sa.Index(
+    "aq_api_keys_active_name",
+    api_keys.c.name,
+    unique=True,
+    sqlite_where=_key_active,
+    postgresql_where=_key_active,
+)
+
+audit = sa.Table(
+    "aq_audit",
+    metadata,
+    sa.Column("id", IdType, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("door", sa.String(20), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(400), nullable=True),
+    sa.Column("result", sa.String(60), nullable=False),
+    sa.Column("details", JSONType, nullable=False),
+    sqlite_autoincrement=True,
+)
+"""Every mutating call through REST or MCP: who, what, on what, when, how it ended."""
+sa.Index("aq_audit_at", audit.c.at)
 
 job_types = sa.Table(
     "aq_job_types",

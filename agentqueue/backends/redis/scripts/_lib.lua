@@ -80,7 +80,9 @@ local function unschedule(id, queue, job_type, run_at)
   end
 end
 
--- Keep the per-status index and the (status, job type) counts of stats() in step.
+-- Keep the per-status index and the (status, job type) counts of stats() in step, and the
+-- processing jobs per group (`running_groups`), which group limits count; the counts'
+-- `processing:<job type>` are what job-type limits count.
 local function move_status(id, job_type, from, to)
   if from == to then
     return
@@ -91,6 +93,12 @@ local function move_status(id, job_type, from, to)
   end
   redis.call('ZADD', key('status', to), id, id)
   redis.call('HINCRBY', key('counts'), to .. ':' .. job_type, 1)
+  if from == 'processing' or to == 'processing' then
+    local group = redis.call('HGET', key('job', id), 'group')
+    if group then
+      redis.call('HINCRBY', key('running_groups'), group, to == 'processing' and 1 or -1)
+    end
+  end
 end
 
 -- The newest event id this script wrote, as text (nil: none). The loader runs each writing
@@ -106,6 +114,16 @@ local function emit(id, job_type, queue, type, status, at, data)
   redis.call('XADD', key('events'), eid .. '-0', 'job_id', id, 'job_type', job_type,
     'queue', queue, 'type', type, 'status', status, 'at', int(at), 'data', data)
   redis.call('RPUSH', key('job', id, 'events'), eid)
+  last_event = eid
+  return eid
+end
+
+-- A change that is no job event but may let waiting jobs run (a flow limit): an entry of the
+-- events stream marked `control` (readers of the feed skip it), so that workers blocked on the
+-- stream (RedisClient.run_after_change) and the change watchers all wake.
+local function announce_control(now)
+  local eid = int(redis.call('INCR', key('next_event_id')))
+  redis.call('XADD', key('events'), eid .. '-0', 'job_id', '0', 'control', '1', 'at', int(now))
   last_event = eid
   return eid
 end
@@ -131,6 +149,10 @@ local function append_json(array, item)
   return string.sub(array, 1, -2) .. ',' .. item .. ']'
 end
 
+-- Set by `_flow.lua` in the scripts that end jobs: settles the dependents and the dead letter
+-- of a job that just ended (id, job type, status it ended in, now).
+local settle_ended = nil
+
 local AFTER = {complete = 'completed', retry = 'pending', fail = 'failed',
   release = 'pending', cancel = 'cancelled'}
 local EVENT = {complete = 'complete', retry = 'retry_later', fail = 'fail',
@@ -138,7 +160,8 @@ local EVENT = {complete = 'complete', retry = 'retry_later', fail = 'fail',
 
 -- Apply one attempt outcome to a job whose lease the caller has checked. `o` holds the
 -- client's encoded values: output, error (JSON record or ''), message, reason, retry_in (us),
--- data (the event's JSON). Returns the event id.
+-- data (the event's JSON). Returns the newest event id written (the job's own event, then
+-- those of settling it).
 local function apply_outcome(id, kind, o, now, event_type)
   local jk = key('job', id)
   if (kind == 'retry' or kind == 'release')
@@ -168,9 +191,12 @@ local function apply_outcome(id, kind, o, now, event_type)
     table.insert(set, 'failure_reason'); table.insert(set, o.reason)
   end
   if kind == 'release' then
-    -- Shutdown: the attempt did not really happen, so it is given back.
+    -- Shutdown: the attempt did not really happen, so it is given back. Released and rescued
+    -- jobs keep their run_at: due first, they go back to the head of their priority.
     table.insert(set, 'attempts'); table.insert(set, int(tonumber(f[6]) - 1))
-    run_at = now
+    run_at = tonumber(redis.call('HGET', jk, 'run_at'))
+  elseif kind == 'retry' and event_type == 'rescue' then
+    run_at = tonumber(redis.call('HGET', jk, 'run_at'))
   elseif kind == 'retry' then
     run_at = now + tonumber(o.retry_in)
   end
@@ -187,7 +213,11 @@ local function apply_outcome(id, kind, o, now, event_type)
   else
     redis.call('ZADD', key('finished'), int(now), id)  -- ended: the purge's index
   end
-  return emit(id, job_type, queue, event_type or EVENT[kind], to, now, o.data)
+  emit(id, job_type, queue, event_type or EVENT[kind], to, now, o.data)
+  if not run_at and settle_ended then
+    settle_ended(id, job_type, to, now)
+  end
+  return last_event
 end
 
 -- Operator changes check the transition table's allowed sources, passed in by the client as

@@ -1,5 +1,5 @@
--- cancel_job: pending/waiting -> cancelled (indexed in `finished` for the purge);
--- processing -> cancel requested (once).
+-- cancel_job: blocked/pending/waiting -> cancelled (indexed in `finished` for the purge; the
+-- jobs blocked on it are cancelled too); processing -> cancel requested (once).
 -- ARGV: now, job id, allowed sources (',a,b,').
 -- Returns {event id (0: nothing written), job hash (JSON array)}.
 local now = clock(ARGV[1])
@@ -32,5 +32,6 @@ end
 redis.call('HSET', jk, 'status', 'cancelled', 'completed_at', int(now), 'updated_at', int(now))
 redis.call('ZADD', key('finished'), int(now), id)
 move_status(id, job_type, status, 'cancelled')
-local eid = emit(id, job_type, queue, 'cancel', 'cancelled', now, cjson.encode({from = status}))
-return {eid, job_reply(id)}
+emit(id, job_type, queue, 'cancel', 'cancelled', now, cjson.encode({from = status}))
+settle_ended(id, job_type, 'cancelled', now)
+return {last_event, job_reply(id)}

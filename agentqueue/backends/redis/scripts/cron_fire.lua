@@ -2,7 +2,7 @@
 -- runs one script at a time: the first call finds the schedule active at this tick and moves
 -- it on; every later call for the tick finds it moved and changes nothing.
 -- ARGV: now, name, tick (us), next_run_at (us, '' = no further tick), then the tick's job as
--- its 14 arguments (_insert.lua), from ARGV[5].
+-- its JOB_ARGS arguments (_insert.lua), from ARGV[5].
 -- Returns {won (1/0), job id ('' = none), skipped for overlap (1/0), last event id (0: none)}.
 local now = clock(ARGV[1])
 local name, tick, next_run_at = ARGV[2], ARGV[3], ARGV[4]
@@ -38,7 +38,7 @@ local id = ikey ~= '' and redis.call('GET', idem_key(job_type, ikey))
 if not id then
   id = int(redis.call('INCR', key('next_job_id')))
   local batch = new_inserts()
-  insert_job(batch, 5, id, int(redis.call('INCR', key('next_event_id'))), now)
+  insert_job(batch, ARGV, 5, id, int(redis.call('INCR', key('next_event_id'))), now, 'pending')
   flush_inserts(batch)
 end
 redis.call('HSET', ck, 'last_job_id', id)

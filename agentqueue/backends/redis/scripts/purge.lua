@@ -1,7 +1,8 @@
 -- purge: delete up to `limit` finished jobs (completed, failed, cancelled) whose completed_at
 -- is before a time, with everything of theirs, and up to `limit` events older than a time.
--- ARGV: finished before (epoch us, '' = skip), events before (epoch us, '' = skip), limit.
--- Returns {jobs deleted, events deleted for their age}.
+-- ARGV: finished before (epoch us, '' = skip), events before (epoch us, '' = skip), limit,
+-- then any job ids to delete as well (if finished: `delete_jobs`).
+-- Returns {jobs deleted, events deleted for their age, the ids of ARGV[4..] deleted...}.
 local limit = tonumber(ARGV[3])
 
 -- unpack() is bounded by Lua's C stack: delete long lists in slices.
@@ -30,7 +31,8 @@ local FINISHED = {completed = true, failed = true, cancelled = true}
 -- Delete one job and everything that names it; false when it is not finished (any more).
 local function delete_job(id)
   local jk = key('job', id)
-  local f = redis.call('HMGET', jk, 'status', 'job_type', 'queue', 'tags', 'idempotency_key')
+  local f = redis.call('HMGET', jk, 'status', 'job_type', 'queue', 'tags', 'idempotency_key',
+    'origin')
   local status, job_type, queue = f[1], f[2], f[3]
   redis.call('ZREM', key('finished'), id)
   if not FINISHED[status] then
@@ -45,13 +47,16 @@ local function delete_job(id)
     delete_token(tid)
   end
   redis.call('DEL', jk, key('job', id, 'events'), key('job', id, 'steps'),
-    key('job', id, 'tokens'), key('job', id, 'token_steps'))
+    key('job', id, 'tokens'), key('job', id, 'token_steps'), key('job', id, 'dependents'))
   redis.call('ZREM', key('all'), id)
   redis.call('ZREM', key('status', status), id)
   redis.call('ZREM', key('type', job_type), id)
   redis.call('ZREM', key('queue', queue), id)
   for _, tag in ipairs(cjson.decode(f[4])) do
     redis.call('ZREM', key('tag', tag), id)
+  end
+  if f[6] then
+    redis.call('ZREM', key('created_by', cjson.decode(f[6]).actor), id)
   end
   local counted = status .. ':' .. job_type
   if redis.call('HINCRBY', key('counts'), counted, -1) <= 0 then
@@ -68,6 +73,13 @@ local function delete_job(id)
 end
 
 local jobs = 0
+local named = {}
+for i = 4, #ARGV do
+  if delete_job(ARGV[i]) then
+    jobs = jobs + 1
+    table.insert(named, ARGV[i])
+  end
+end
 if ARGV[1] ~= '' then
   local old = redis.call('ZRANGEBYSCORE', key('finished'), '-inf', '(' .. ARGV[1],
     'LIMIT', 0, limit)
@@ -122,4 +134,8 @@ if ARGV[2] ~= '' then
     end
   end
 end
-return {jobs, events}
+local out = {jobs, events}
+for _, id in ipairs(named) do
+  table.insert(out, id)
+end
+return out

@@ -35,7 +35,9 @@ if f[3] == '1' then
   redis.call('HDEL', jk, 'lease_expires_at')
   move_status(id, job_type, 'processing', 'cancelled')
   redis.call('ZADD', key('finished'), int(now), id)
-  return {'suspended', emit(id, job_type, queue, 'cancel', 'cancelled', now, ARGV[8])}
+  emit(id, job_type, queue, 'cancel', 'cancelled', now, ARGV[8])
+  settle_ended(id, job_type, 'cancelled', now)
+  return {'suspended', last_event}
 end
 -- A wait is not a failed attempt: the replay after it is the same attempt.
 redis.call('HSET', jk, 'status', 'waiting', 'attempts', int(tonumber(attempt) - 1),

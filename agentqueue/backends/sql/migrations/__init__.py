@@ -24,6 +24,8 @@ from agentqueue.backends.sql.migrations import (
     m0004_due_index,
     m0005_durable,
     m0006_cron,
+    m0007_job_flow_options,
+    m0008_doors,
 )
 from agentqueue.errors import SchemaMismatch
 
@@ -38,6 +40,8 @@ MIGRATIONS: list[ModuleType] = [
     m0004_due_index,
     m0005_durable,
     m0006_cron,
+    m0007_job_flow_options,
+    m0008_doors,
 ]
 LATEST = MIGRATIONS[-1].VERSION
 

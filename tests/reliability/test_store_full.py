@@ -1,0 +1,206 @@
+"""Reliability scenarios 9b and 10: a store that runs out of space fails loudly, loses nothing.
+
+SQLite's disk is made full with `PRAGMA max_page_count` (a per-connection cap, set on every
+transaction of the queue under test, so no root and no real disk is needed); Redis gets a small
+`maxmemory` under `noeviction` on a private server. In both, enqueue must raise the typed
+`StoreFull`, a worker running meanwhile must not crash, no acknowledged job may vanish, and the
+queue works again once space returns (SQLite's file then passes `integrity_check`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import closing
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from agentqueue import BackendUnavailable, JobContext, JobStatus, Queue, StoreFull
+from agentqueue.api import ApiSettings, create_app
+from tests.acceptance.procs import all_jobs, complete_events, statuses
+from tests.reliability import figures
+from tests.reliability.servers import private_redis
+from tests.worker.worker_kit import fast_worker, running
+
+pytestmark = pytest.mark.slow
+
+FILLER = "x" * 4000
+"""A payload big enough that a few dozen jobs fill the room left (SQLite pages are 4 KB)."""
+
+
+def _register_echo(queue: Queue) -> list[int]:
+    """Register a handler that logs each run (in memory: the worker is in this process)."""
+    runs: list[int] = []
+
+    @queue.handler("echo")
+    async def echo(payload: dict[str, Any], ctx: JobContext) -> None:
+        """Record the run."""
+        runs.append(ctx.job_id)
+
+    return runs
+
+
+async def _fill(queue: Queue, acknowledged: list[int]) -> BackendUnavailable:
+    """Enqueue big jobs until the store refuses one; return the error (fail if it never does)."""
+    for _ in range(2000):
+        try:
+            acknowledged.append(await queue.add_job("echo", {"filler": FILLER}))
+        except BackendUnavailable as error:
+            return error
+    pytest.fail("the store never filled up")
+
+
+@pytest.fixture
+async def sqlite_queue(sqlite_url: str) -> AsyncIterator[Queue]:
+    """A migrated queue on a SQLite file."""
+    async with Queue(sqlite_url) as opened:
+        yield opened
+
+
+async def test_sqlite_disk_full_raises_store_full_and_the_file_stays_intact(
+    sqlite_queue: Queue, sqlite_url: str
+) -> None:
+    queue = sqlite_queue
+    path = sqlite_url.removeprefix("sqlite:///")
+    runs = _register_echo(queue)
+    acknowledged: list[int] = list(await queue.add_jobs([{"job_type": "echo"} for _ in range(20)]))
+    with closing(sqlite3.connect(path)) as probe:
+        pages = int(probe.execute("PRAGMA page_count").fetchone()[0])
+    cap = {"pages": pages + 20}
+
+    def limit(conn: sa.Connection) -> None:
+        # After the store's own BEGIN (its listener runs first): the cap holds for this write.
+        conn.exec_driver_sql(f"PRAGMA max_page_count={cap['pages']}")
+
+    event.listen(queue.backend.engine, "begin", limit)  # type: ignore[attr-defined]
+    error = await _fill(queue, acknowledged)
+    full_at = time.monotonic()
+    rest_status = await _rest_status_of(queue)
+
+    worker = fast_worker(queue, concurrency=4)
+    async with running(worker) as task:
+        # The worker claims and completes while the file is full: its writes fail; it must
+        # survive them and finish every job once space returns.
+        still_full = await _still_refused(queue)
+        cap["pages"] = 1_073_741_823  # SQLite's default cap: the space is back
+
+        async def drained() -> bool:
+            return (await statuses(queue))["completed"] == len(acknowledged) + 1
+
+        after = await queue.add_job("echo", {"filler": "after"})
+        acknowledged_all = [*acknowledged, after]
+        deadline = time.monotonic() + 30
+        while not await drained():
+            assert not task.done(), f"the worker stopped: {task}"
+            assert time.monotonic() < deadline, await statuses(queue)
+            await asyncio.sleep(0.05)
+        recovered_after = time.monotonic() - full_at
+
+    with closing(sqlite3.connect(path)) as probe:
+        integrity = probe.execute("PRAGMA integrity_check").fetchone()[0]
+    jobs = {job.id: job for job in await all_jobs(queue)}
+    lost = [job_id for job_id in acknowledged_all if job_id not in jobs]
+    completions = [await complete_events(queue, job_id) for job_id in acknowledged_all]
+    figures.record(
+        "9-disk-full",
+        "sqlite",
+        jobs=len(acknowledged_all),
+        error=error.code,
+        rest_status=rest_status,
+        lost=len(lost),
+        duplicates=sum(1 for count in completions if count > 1),
+        stuck=sum(1 for job in jobs.values() if job.status is not JobStatus.COMPLETED),
+        integrity=integrity,
+        recovery_seconds=round(recovered_after, 2),
+    )
+    assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
+    assert error.code == "store_full"
+    assert "full" in error.message
+    assert still_full, "the store accepted a write past its page cap"
+    assert rest_status == (503, "store_full")
+    assert lost == []
+    assert completions == [1] * len(acknowledged_all)
+    assert sorted(runs) == sorted(acknowledged_all)
+    assert integrity == "ok"
+
+
+async def _still_refused(queue: Queue) -> bool:
+    try:
+        await queue.add_job("echo", {"filler": FILLER})
+    except StoreFull:
+        return True
+    return False
+
+
+async def _rest_status_of(queue: Queue) -> tuple[int, str]:
+    """The REST door's answer to an enqueue on the full store: (status, error code)."""
+    app = create_app(queue, settings=ApiSettings(dashboard=False, mcp=False), close_queue=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            answer = await client.post(
+                "/api/v1/jobs", json={"job_type": "echo", "payload": {"filler": FILLER}}
+            )
+    return answer.status_code, answer.json()["error"]["code"]
+
+
+async def test_redis_at_maxmemory_refuses_enqueues_with_store_full_and_evicts_nothing() -> None:
+    with private_redis() as server:
+        admin = redis.Redis.from_url(server.url)
+        try:
+            async with Queue(f"{server.url}?prefix=full") as queue:
+                runs = _register_echo(queue)
+                acknowledged: list[int] = list(
+                    await queue.add_jobs([{"job_type": "echo"} for _ in range(20)])
+                )
+                used = int(admin.info("memory")["used_memory"])
+                admin.config_set("maxmemory", used + 256 * 1024)
+                error = await _fill(queue, acknowledged)
+                full_at = time.monotonic()
+                keys_when_full = int(admin.dbsize())
+
+                worker = fast_worker(queue, concurrency=4)
+                async with running(worker) as task:
+                    still_full = await _still_refused(queue)
+                    admin.config_set("maxmemory", 0)  # memory freed
+                    after = await queue.add_job("echo", {"filler": "after"})
+                    acknowledged_all = [*acknowledged, after]
+                    deadline = time.monotonic() + 30
+                    while (await statuses(queue))["completed"] != len(acknowledged_all):
+                        assert not task.done(), f"the worker stopped: {task}"
+                        assert time.monotonic() < deadline, await statuses(queue)
+                        await asyncio.sleep(0.05)
+                    recovered_after = time.monotonic() - full_at
+
+                jobs = {job.id: job for job in await all_jobs(queue)}
+                completions = [await complete_events(queue, job_id) for job_id in acknowledged_all]
+                evicted = int(admin.info("stats")["evicted_keys"])
+        finally:
+            admin.close()
+    lost = [job_id for job_id in acknowledged_all if job_id not in jobs]
+    figures.record(
+        "10-redis-maxmemory",
+        "redis",
+        jobs=len(acknowledged_all),
+        error=error.code,
+        keys_when_full=keys_when_full,
+        evicted=evicted,
+        lost=len(lost),
+        duplicates=sum(1 for count in completions if count > 1),
+        recovery_seconds=round(recovered_after, 2),
+    )
+    assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
+    assert error.code == "store_full"
+    assert "out of memory" in error.message
+    assert still_full
+    assert evicted == 0
+    assert lost == []
+    assert completions == [1] * len(acknowledged_all)
+    assert sorted(runs) == sorted(acknowledged_all)
