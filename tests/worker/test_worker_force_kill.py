@@ -15,10 +15,18 @@ from agentqueue.errors import InvalidArgument
 
 
 async def test_cpu_bound_handler_is_killed_at_its_deadline(queue: Queue, tmp_path: Path) -> None:
-    queue.handler("spin", force_kill_on_timeout=True, timeout=2)(handlers.spin)
+    # The deadline counts from the attempt's start, which includes spawning the child: on a
+    # loaded machine that took over 2 s, so the child was killed before it wrote its pid. 6 s
+    # leaves room; the test first sees the child running, then sees it killed at the deadline.
+    queue.handler("spin", force_kill_on_timeout=True, timeout=6)(handlers.spin)
     pid_file = tmp_path / "child.pid"
     job_id = await queue.add_job("spin", {"pid_file": str(pid_file)}, max_attempts=1)
     async with running(fast_worker(queue)):
+
+        async def child_started() -> bool:
+            return pid_file.exists() and pid_file.read_text() != ""
+
+        await eventually(child_started, timeout=15)
         job = await wait_for_status(queue, job_id, JobStatus.FAILED, timeout=15)
     assert job.failure_reason is FailureReason.TIMEOUT
     child = int(pid_file.read_text())
