@@ -174,6 +174,11 @@ _CLAIM_ANY = _build_claim(False, False)
 """The unfiltered claim, built once: building it costs more than running it."""
 
 
+def claim_any() -> sa.Select[Any]:
+    """The unfiltered claim statement (the one most claims run)."""
+    return _CLAIM_ANY
+
+
 def claim(
     *,
     worker_id: str,

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +38,8 @@ from agentqueue.backends.signal import ChangeSignal
 from agentqueue.backends.sql import migrations, pg_statements, produce
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
 from agentqueue.backends.sql.dialect import SqlDialect
-from agentqueue.backends.sql.rows import job_from_row
+from agentqueue.backends.sql.pg_direct import DirectError, DirectPool, DirectStatement
+from agentqueue.backends.sql.rows import job_from_row, job_from_values
 from agentqueue.backends.sql.tables import event_commits, job_events
 from agentqueue.backends.sql.tables import limits as limits_table
 from agentqueue.backends.sql.transactions import always
@@ -63,6 +64,10 @@ _CLOCK_REFRESH = 300.0  # seconds between measurements of the server clock's off
 _STATISTICS_CHECK = 10.0  # seconds between looks at the tables' modification counters
 _STATISTICS_TABLES = ("aq_jobs", "aq_job_events", "aq_event_commits", "aq_job_tags")
 _STALE_ROWS = 1000  # changed rows (beyond 10% of the table) that make its statistics stale
+
+_DIRECT_INSERT = DirectStatement(pg_statements.INSERT)
+_DIRECT_CLAIM = DirectStatement(pg_statements.claim_any())
+_DIRECT_COMPLETE = DirectStatement(pg_statements.COMPLETE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +156,17 @@ class PostgresDialect(SqlDialect):
 
     def now(self, conn: sa.Connection, now: datetime | None) -> datetime:
         """Return `now`, or the server's clock (local clock plus the measured offset)."""
-        if now is not None:
-            return now
-        if time.monotonic() - self._measured > _CLOCK_REFRESH:
+        if now is None and self.offset_stale():
             self.measure(conn)
-        return datetime.now(UTC) + self._offset
+        return self.current(now)
+
+    def offset_stale(self) -> bool:
+        """Whether the server clock's offset is due to be measured again."""
+        return time.monotonic() - self._measured > _CLOCK_REFRESH
+
+    def current(self, now: datetime | None) -> datetime:
+        """Return `now`, or the server's clock from the last measured offset."""
+        return now if now is not None else datetime.now(UTC) + self._offset
 
     def measure(self, conn: sa.Connection) -> None:
         """Measure the offset of the server's clock from this process's clock."""
@@ -304,6 +315,21 @@ class PostgresBackend(SqlBackend):
             if self._owns_engine
             else self.engine
         )
+        # The hottest statements skip the engine's per-call machinery (see `pg_direct`), on
+        # pools of their own with the same settings as the two engines.
+        self._direct: DirectPool | None = None
+        self._direct_claims: DirectPool | None = None
+        if self._owns_engine:
+            self._direct = DirectPool(
+                self.engine,
+                max_size=2 * options.pool_size,
+                server_settings={"search_path": self.schema},
+            )
+            self._direct_claims = DirectPool(
+                self.engine,
+                max_size=2 + options.pool_size,
+                server_settings={"search_path": self.schema, "synchronous_commit": "off"},
+            )
         self._signal = ChangeSignal()
         self._wrapped: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
@@ -387,22 +413,54 @@ class PostgresBackend(SqlBackend):
         Rerun only when the server says the statement was rolled back (deadlock, serialization
         failure); any other failure may have come after the commit.
         """
+
+        async def run() -> T:
+            async with (engine or self.engine).connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await auto.run_sync(work)
+
+        return await self._one_statement(run, changed)
+
+    async def _one_statement(
+        self, run: Callable[[], Awaitable[T]], changed: Callable[[T], bool]
+    ) -> T:
+        """Run one autocommit statement (on the engine or a direct pool), rerun while the
+        server says it rolled it back; wake local waiters unless `changed(result)` is False."""
         for attempt in range(1, 6):
             try:
-                async with (engine or self.engine).connect() as conn:
-                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    result = await auto.run_sync(work)
+                result = await run()
             except sa_exc.DBAPIError as error:
                 if attempt < 5 and _sqlstate(error) in _ROLLED_BACK:
                     await asyncio.sleep(0.005 * attempt)
                     continue
                 raise self._translate(error) from error
+            except DirectError as error:
+                if attempt < 5 and error.sqlstate in _ROLLED_BACK:
+                    await asyncio.sleep(0.005 * attempt)
+                    continue
+                raise self._translate_direct(error) from error
             except OSError as error:
                 raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
             if changed(result):
                 self._signal.notify()
             return result
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _direct_fetch(
+        self,
+        pool: DirectPool,
+        statement: DirectStatement,
+        params: dict[str, Any],
+        changed: Callable[[Sequence[Any]], bool] = lambda _rows: True,
+    ) -> Sequence[Any]:
+        """Run one of the hot statements on a direct pool (see `pg_direct`)."""
+        return await self._one_statement(lambda: pool.fetch(statement, params), changed)
+
+    async def _server_now(self, now: datetime | None) -> datetime:
+        """`now`, or the server's clock, measuring its offset first when that is due."""
+        if now is None and self.dialect.offset_stale():
+            await self._read(self.dialect.measure)
+        return self.dialect.current(now)
 
     # -- the hot paths in one round trip -----------------------------------------------------
     async def insert_jobs(
@@ -423,11 +481,17 @@ class PostgresBackend(SqlBackend):
         if portable or not new_jobs:
             return await super().insert_jobs(new_jobs, now=now, connection=connection)
 
+        def params_at(at: datetime) -> dict[str, Any]:
+            return pg_statements.insert_params([produce.job_values(job, at) for job in new_jobs])
+
+        if self._direct is not None:
+            params = params_at(await self._server_now(now))
+            rows = await self._direct_fetch(self._direct, _DIRECT_INSERT, params)
+            return [InsertResult(row[0], created=True) for row in rows]
+
         def work(conn: sa.Connection) -> list[InsertResult]:
-            at = self.dialect.now(conn, now)
-            rows = [produce.job_values(job, at) for job in new_jobs]
-            ids = conn.execute(pg_statements.INSERT, pg_statements.insert_params(rows)).scalars()
-            return [InsertResult(job_id, created=True) for job_id in ids]
+            ids = conn.execute(pg_statements.INSERT, params_at(self.dialect.now(conn, now)))
+            return [InsertResult(job_id, created=True) for job_id in ids.scalars()]
 
         return await self._autocommit(work)
 
@@ -452,23 +516,30 @@ class PostgresBackend(SqlBackend):
         if await self._limits_may_exist():
             return await self._claim_limited(worker_id, queue, job_types, limit, lease_seconds, now)
 
-        def work(conn: sa.Connection) -> list[Job]:
-            statement, params = pg_statements.claim(
+        def statement_at(at: datetime) -> tuple[sa.Select[Any], dict[str, Any]]:
+            return pg_statements.claim(
                 worker_id=worker_id,
                 queue=queue,
                 job_types=job_types,
                 limit=limit,
                 lease_seconds=lease_seconds,
-                at=self.dialect.now(conn, now),
+                at=at,
             )
-            found = [job_from_row(row) for row in conn.execute(statement, params)]
-            found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-            return found
+
+        def work(conn: sa.Connection) -> list[Job]:
+            statement, params = statement_at(self.dialect.now(conn, now))
+            return [job_from_row(row) for row in conn.execute(statement, params)]
 
         # An empty claim changed nothing: waking local waiters for it would wake the worker that
         # made it, whose token predates it, and that worker would claim again at once, for ever
         # (an idle worker ran ~750 empty claims and next_due reads a second).
-        found = await self._autocommit(work, changed=bool, engine=self._claim_engine)
+        if self._direct_claims is not None and queue is None and not job_types:
+            _, params = statement_at(await self._server_now(now))
+            rows = await self._direct_fetch(self._direct_claims, _DIRECT_CLAIM, params, bool)
+            found = [job_from_values(row) for row in rows]
+        else:
+            found = await self._autocommit(work, changed=bool, engine=self._claim_engine)
+        found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
         if found or not await self._limits_exist_now():
             return found
         return await self._claim_limited(worker_id, queue, job_types, limit, lease_seconds, now)
@@ -562,7 +633,12 @@ class PostgresBackend(SqlBackend):
             params = pg_statements.complete_params(worker_id, outcomes, self.dialect.now(conn, now))
             return set(conn.execute(pg_statements.COMPLETE, params).scalars())
 
-        done = await self._autocommit(work)
+        if self._direct is not None:
+            params = pg_statements.complete_params(worker_id, outcomes, await self._server_now(now))
+            rows = await self._direct_fetch(self._direct, _DIRECT_COMPLETE, params)
+            done = {row[0] for row in rows}
+        else:
+            done = await self._autocommit(work)
         left = [o for o in outcomes if o.lease.job_id not in done]
         if not left:
             return set()
@@ -616,9 +692,12 @@ class PostgresBackend(SqlBackend):
         return await engine.connect()
 
     def _translate(self, error: sa_exc.DBAPIError) -> Exception:
-        if _sqlstate(error) == "53100":  # disk_full
-            return StoreFull(f"PostgreSQL's disk is full; nothing was written: {error.orig}")
-        return BackendUnavailable(f"PostgreSQL error: {error.orig}")
+        return _translated(_sqlstate(error), str(error.orig))
+
+    def _translate_direct(self, error: DirectError) -> Exception:
+        if error.sqlstate is None or error.sqlstate.startswith("08"):  # connection exception
+            return BackendUnavailable(f"PostgreSQL unreachable: {error}")
+        return _translated(error.sqlstate, str(error))
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self, *, migrate: bool = False) -> None:
@@ -652,6 +731,9 @@ class PostgresBackend(SqlBackend):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
             self._listener = None  # a reopened store LISTENs again, on its new loop
+        for pool in (self._direct, self._direct_claims):
+            if pool is not None:
+                await pool.close()
         if self._owns_engine:
             await self._claim_engine.dispose()
             await self.engine.dispose()
@@ -748,6 +830,13 @@ def _rerun(error: sa_exc.DBAPIError) -> bool:
     ping on every checkout.
     """
     return error.connection_invalidated or _sqlstate(error) in _RETRYABLE
+
+
+def _translated(sqlstate: str | None, message: str) -> Exception:
+    """The core's error for a statement the server refused with `sqlstate`."""
+    if sqlstate == "53100":  # disk_full
+        return StoreFull(f"PostgreSQL's disk is full; nothing was written: {message}")
+    return BackendUnavailable(f"PostgreSQL error: {message}")
 
 
 def _sqlstate(error: sa_exc.DBAPIError) -> str | None:

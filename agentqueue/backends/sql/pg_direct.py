@@ -1,0 +1,131 @@
+"""PostgreSQL's hottest statements on raw asyncpg connections.
+
+Enqueue, claim and complete are one statement each (`pg_statements`). Through SQLAlchemy's
+`AsyncEngine` each call also pays a pool checkout and return, an isolation-level change, a
+greenlet hop and the result machinery: measured at about a third of an enqueue's CPU time, and
+a single enqueue is CPU-bound here (the round trip and the WAL flush take the rest). These
+statements therefore run on asyncpg pools of their own, as prepared statements, with the SQL
+that SQLAlchemy compiles once from the same statement objects, so the two paths cannot drift
+apart; every other operation stays on the engine.
+
+Only a store that opened its own engine (from a URL) has these pools; a store given the
+caller's `AsyncEngine` keeps every statement on that engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_DIALECT = asyncpg_dialect.dialect()
+# Options of SQLAlchemy's asyncpg adapter that asyncpg itself does not take.
+_ADAPTER_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback")
+
+
+_CLOSE_TIMEOUT = 5.0  # seconds to wait for connections in use before closing them anyway
+
+
+class DirectError(Exception):
+    """A direct statement failed: on the server (`sqlstate` says why), or it never got an
+    answer (`sqlstate` None: the server is unreachable or the connection broke)."""
+
+    def __init__(self, message: str, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class DirectStatement:
+    """A SQLAlchemy statement compiled once for asyncpg: its SQL text, and how to turn named
+    parameters into asyncpg's positional ones (literals compiled into parameters keep their
+    compiled values)."""
+
+    def __init__(self, statement: sa.ClauseElement) -> None:
+        compiled = statement.compile(dialect=_DIALECT)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = str(compiled)
+        self._names: list[str] = list(compiled.positiontup or ())
+        self._defaults: dict[str, Any] = {name: bind.value for name, bind in compiled.binds.items()}
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for `params` (by bind parameter name)."""
+        return [params[name] if name in params else self._defaults[name] for name in self._names]
+
+
+async def _json_codecs(connection: Any) -> None:
+    # JSON in and out as Python values, as SQLAlchemy's JSON types give them.
+    for kind in ("json", "jsonb"):
+        await connection.set_type_codec(
+            kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+class DirectPool:
+    """A lazily opened asyncpg pool on the engine's database and schema (connections are
+    made on demand, none is held idle at start)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_size: int,
+        server_settings: dict[str, str],
+    ) -> None:
+        _args, options = engine.dialect.create_connect_args(engine.url)
+        if options.get("prepared_statement_cache_size") == 0:
+            options["statement_cache_size"] = 0  # e.g. behind a pooler in transaction mode
+        for key in _ADAPTER_ONLY:
+            options.pop(key, None)
+        self._options = options
+        self._max_size = max_size
+        self._server_settings = server_settings
+        self._pool: Any = None  # an asyncpg.Pool once opened
+
+    async def _opened(self) -> Any:
+        if self._pool is None:
+            import asyncpg  # the store checked at start that the extra is installed
+
+            self._pool = await asyncpg.create_pool(
+                min_size=0,
+                max_size=self._max_size,
+                server_settings=self._server_settings,
+                init=_json_codecs,
+                **self._options,
+            )
+        return self._pool
+
+    async def fetch(
+        self, statement: DirectStatement, params: Mapping[str, Any]
+    ) -> Sequence[Mapping[str, Any]]:
+        """Run `statement` in autocommit (it is its own transaction) and return its rows.
+
+        Raises:
+            DirectError: the server refused the statement or could not be reached.
+        """
+        import asyncpg
+
+        try:
+            pool = await self._opened()
+            async with pool.acquire() as connection:
+                return await connection.fetch(statement.sql, *statement.arguments(params))
+        except asyncpg.PostgresError as error:
+            raise DirectError(str(error), getattr(error, "sqlstate", None)) from error
+        except (TimeoutError, OSError, asyncpg.InterfaceError) as error:
+            raise DirectError(str(error) or type(error).__name__, None) from error
+
+    async def close(self) -> None:
+        """Close the pool's connections (a later `fetch` opens a new pool); connections
+        still in use get a few seconds, then are cut."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            pool.terminate()
