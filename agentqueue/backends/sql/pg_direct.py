@@ -66,6 +66,13 @@ async def _json_codecs(connection: Any) -> None:
         )
 
 
+async def _keep_as_is(_connection: Any) -> None:
+    # asyncpg resets a connection on its way back to the pool (a round trip: unlisten, reset
+    # settings, release advisory locks). These connections only ever run single autocommit
+    # statements that change no session state, so there is nothing to reset.
+    return None
+
+
 class DirectPool:
     """A lazily opened asyncpg pool on the engine's database and schema (connections are
     made on demand, none is held idle at start)."""
@@ -96,6 +103,7 @@ class DirectPool:
                 max_size=self._max_size,
                 server_settings=self._server_settings,
                 init=_json_codecs,
+                reset=_keep_as_is,
                 **self._options,
             )
         return self._pool
