@@ -95,7 +95,11 @@ class AckBatcher:
                 lost = await self._backend.finish(
                     worker_id=self._worker_id, outcomes=[o for o, _ in batch], now=now
                 )
-            except AgentQueueError as error:
+            except Exception as error:
+                # A store's own error, or any other: an outcome dropped here would be lost
+                # until its lease ran out and the job ran again, so every failure retries.
+                if not isinstance(error, AgentQueueError):
+                    error = f"{type(error).__name__}: {error}"
                 if loop.time() >= deadline:
                     logger.error("giving up writing %d outcome(s): %s", len(batch), error)
                     for _, future in batch:

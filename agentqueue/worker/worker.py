@@ -724,26 +724,28 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            due = time.monotonic() + self.heartbeat_interval
+            started = time.monotonic()
             if not await self._pause(self.heartbeat_interval):
                 return
-            late = time.monotonic() - due
+            if self._running:
+                try:
+                    await self._heartbeat()
+                except Exception:  # the loop must outlive any one failure, or leases expire
+                    logger.exception("heartbeat failed unexpectedly; retrying next interval")
+            # The whole cycle counts: the loop can be blocked during the pause or while the
+            # heartbeat's own store call waits for it.
+            late = time.monotonic() - started - self.heartbeat_interval
             if late > self.lease_seconds / 2:
                 # Heartbeats run on the event loop: a handler that blocks it (a sync call in an
                 # `async def`) stops them too, and its lease may expire under it. Say so, or
                 # the only trace is the "lease lost" that follows.
                 logger.warning(
                     "heartbeat ran %.1f s late: the event loop was blocked (a blocking call in "
-                    "an async handler? make the handler sync, or await asyncio.to_thread); "
-                    "leases of %g s may have expired",
+                    "an async handler? make the handler sync, or await asyncio.to_thread) or "
+                    "the store answered slowly; leases of %g s may have expired",
                     late,
                     self.lease_seconds,
                 )
-            if self._running:
-                try:
-                    await self._heartbeat()
-                except Exception:  # the loop must outlive any one failure, or leases expire
-                    logger.exception("heartbeat failed unexpectedly; retrying next interval")
 
     async def _heartbeat(self) -> None:
         running = list(self._running.values())

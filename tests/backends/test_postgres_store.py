@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from agentqueue import ConfigError, InvalidArgument, JobEvent, Queue
+from agentqueue import BackendUnavailable, ConfigError, InvalidArgument, JobEvent, Queue
 from agentqueue.backends.sql.postgres import PostgresBackend, parse_url
 from tests.conftest import POSTGRES_URL, eventually
 
@@ -199,3 +199,48 @@ async def test_two_queues_never_claim_the_same_job(postgres_url: str) -> None:
         a, b = await asyncio.gather(drain(one, "a"), drain(two, "b"))
     assert len(a) + len(b) == 200
     assert set(a).isdisjoint(b)
+
+
+async def test_the_direct_statements_recover_at_once_when_their_connections_are_cut(
+    postgres_url: str,
+) -> None:
+    """Enqueue, claim and complete run on asyncpg pools of their own (`pg_direct`): when the
+    server cuts their connections (a restart, an operator), at most the next call fails, and
+    the one after it runs on a fresh connection; nothing is half-written."""
+    async with Queue(postgres_url) as queue:
+        for _ in range(3):  # several pooled connections, all to be cut
+            await asyncio.gather(*(queue.add_job("a") for _ in range(4)))
+        claimed = await queue.backend.claim(
+            worker_id="w", queue=None, job_types=None, limit=1, lease_seconds=30
+        )
+        assert len(claimed) == 1
+        killer = await asyncpg.connect(POSTGRES_URL)
+        try:
+            cut = await killer.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                f"agentqueue {_schema(queue)}",
+            )
+            assert len(cut) >= 2  # the enqueue pool's and the claim pool's
+        finally:
+            await killer.close()
+        failures = 0
+        for _ in range(3):
+            try:
+                await queue.add_job("a")
+            except BackendUnavailable:
+                failures += 1
+        assert failures <= 1
+        for _ in range(3):
+            try:
+                again = await queue.backend.claim(
+                    worker_id="w", queue=None, job_types=None, limit=1, lease_seconds=30
+                )
+            except BackendUnavailable:
+                failures += 1
+            else:
+                assert len(again) == 1
+        assert failures <= 2
+        stats = await queue.stats()
+        # 12 + the 3 (or 2) enqueues that returned; claimed: 1 + the claims that returned.
+        assert sum(stats.totals.values()) in (14, 15)

@@ -66,6 +66,12 @@ async def _json_codecs(connection: Any) -> None:
         )
 
 
+def connection_gone(sqlstate: str | None) -> bool:
+    """Whether a server error means the connection is gone: a connection exception (08) or
+    the server shutting down or restarting (57P01-57P03)."""
+    return sqlstate is not None and (sqlstate.startswith("08") or sqlstate.startswith("57P0"))
+
+
 async def _keep_as_is(_connection: Any) -> None:
     # asyncpg resets a connection on its way back to the pool (a round trip: unlisten, reset
     # settings, release advisory locks). These connections only ever run single autocommit
@@ -118,13 +124,22 @@ class DirectPool:
         """
         import asyncpg
 
+        # A connection the server cut mid-exchange (a restart) can also leave asyncpg refusing
+        # the next statement on it (InternalClientError).
+        broken = (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+        pool = None
         try:
             pool = await self._opened()
             async with pool.acquire() as connection:
                 return await connection.fetch(statement.sql, *statement.arguments(params))
         except asyncpg.PostgresError as error:
-            raise DirectError(str(error), getattr(error, "sqlstate", None)) from error
-        except (TimeoutError, OSError, asyncpg.InterfaceError) as error:
+            sqlstate = getattr(error, "sqlstate", None)
+            if pool is not None and connection_gone(sqlstate):
+                await pool.expire_connections()  # e.g. a server restart: the rest are dead too
+            raise DirectError(str(error), sqlstate) from error
+        except broken as error:
+            if pool is not None:
+                await pool.expire_connections()
             raise DirectError(str(error) or type(error).__name__, None) from error
 
     async def close(self) -> None:

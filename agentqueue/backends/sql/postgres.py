@@ -38,7 +38,12 @@ from agentqueue.backends.signal import ChangeSignal
 from agentqueue.backends.sql import migrations, pg_statements, produce
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
 from agentqueue.backends.sql.dialect import SqlDialect
-from agentqueue.backends.sql.pg_direct import DirectError, DirectPool, DirectStatement
+from agentqueue.backends.sql.pg_direct import (
+    DirectError,
+    DirectPool,
+    DirectStatement,
+    connection_gone,
+)
 from agentqueue.backends.sql.rows import job_from_row, job_from_values
 from agentqueue.backends.sql.tables import event_commits, job_events
 from agentqueue.backends.sql.tables import limits as limits_table
@@ -320,15 +325,15 @@ class PostgresBackend(SqlBackend):
         self._direct: DirectPool | None = None
         self._direct_claims: DirectPool | None = None
         if self._owns_engine:
+            # Named, so an operator (or a test) can tell them apart in pg_stat_activity.
+            settings = {"search_path": self.schema, "application_name": f"agentqueue {self.schema}"}
             self._direct = DirectPool(
-                self.engine,
-                max_size=2 * options.pool_size,
-                server_settings={"search_path": self.schema},
+                self.engine, max_size=2 * options.pool_size, server_settings=settings
             )
             self._direct_claims = DirectPool(
                 self.engine,
                 max_size=2 + options.pool_size,
-                server_settings={"search_path": self.schema, "synchronous_commit": "off"},
+                server_settings={**settings, "synchronous_commit": "off"},
             )
         self._signal = ChangeSignal()
         self._wrapped: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
@@ -695,7 +700,7 @@ class PostgresBackend(SqlBackend):
         return _translated(_sqlstate(error), str(error.orig))
 
     def _translate_direct(self, error: DirectError) -> Exception:
-        if error.sqlstate is None or error.sqlstate.startswith("08"):  # connection exception
+        if error.sqlstate is None or connection_gone(error.sqlstate):
             return BackendUnavailable(f"PostgreSQL unreachable: {error}")
         return _translated(error.sqlstate, str(error))
 
