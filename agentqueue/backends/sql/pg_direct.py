@@ -89,7 +89,10 @@ class DirectPool:
         *,
         max_size: int,
         server_settings: dict[str, str],
+        server_pids: set[int] | None = None,
     ) -> None:
+        """`server_pids`: kept up to date with the server process ids of this pool's open
+        connections (a NOTIFY names the process that sent it)."""
         _args, options = engine.dialect.create_connect_args(engine.url)
         if options.get("prepared_statement_cache_size") == 0:
             options["statement_cache_size"] = 0  # e.g. behind a pooler in transaction mode
@@ -98,6 +101,7 @@ class DirectPool:
         self._options = options
         self._max_size = max_size
         self._server_settings = server_settings
+        self._server_pids = server_pids if server_pids is not None else set()
         self._pool: Any = None  # an asyncpg.Pool once opened
 
     async def _opened(self) -> Any:
@@ -108,11 +112,19 @@ class DirectPool:
                 min_size=0,
                 max_size=self._max_size,
                 server_settings=self._server_settings,
-                init=_json_codecs,
+                init=self._prepare,
                 reset=_keep_as_is,
                 **self._options,
             )
         return self._pool
+
+    async def _prepare(self, connection: Any) -> None:
+        await _json_codecs(connection)
+        pid = connection.get_server_pid()
+        self._server_pids.add(pid)
+        # Called when the connection closes or is lost, so a pid the server hands to another
+        # client later is never mistaken for one of ours.
+        connection.add_termination_listener(lambda _connection: self._server_pids.discard(pid))
 
     async def fetch(
         self, statement: DirectStatement, params: Mapping[str, Any]

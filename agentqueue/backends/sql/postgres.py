@@ -324,16 +324,23 @@ class PostgresBackend(SqlBackend):
         # pools of their own with the same settings as the two engines.
         self._direct: DirectPool | None = None
         self._direct_claims: DirectPool | None = None
+        # The server pids of the direct pools' connections: their writes wake local waiters at
+        # once, so the NOTIFY of each (a claim's, a completion's) is only an echo to ignore.
+        self._direct_pids: set[int] = set()
         if self._owns_engine:
             # Named, so an operator (or a test) can tell them apart in pg_stat_activity.
             settings = {"search_path": self.schema, "application_name": f"agentqueue {self.schema}"}
             self._direct = DirectPool(
-                self.engine, max_size=2 * options.pool_size, server_settings=settings
+                self.engine,
+                max_size=2 * options.pool_size,
+                server_settings=settings,
+                server_pids=self._direct_pids,
             )
             self._direct_claims = DirectPool(
                 self.engine,
                 max_size=2 + options.pool_size,
                 server_settings={**settings, "synchronous_commit": "off"},
+                server_pids=self._direct_pids,
             )
         self._signal = ChangeSignal()
         self._wrapped: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
@@ -797,8 +804,8 @@ class PostgresBackend(SqlBackend):
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
 
-                def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-                    if payload == schema:
+                def on_notify(_conn: Any, pid: int, _channel: str, payload: str) -> None:
+                    if payload == schema and pid not in self._direct_pids:
                         self._signal.notify()
 
                 await conn.add_listener(CHANNEL, on_notify)
