@@ -244,3 +244,28 @@ async def test_the_direct_statements_recover_at_once_when_their_connections_are_
         stats = await queue.stats()
         # 12 + the 3 (or 2) enqueues that returned; claimed: 1 + the claims that returned.
         assert sum(stats.totals.values()) in (14, 15)
+
+
+async def test_a_write_of_this_store_wakes_its_waiters_once_not_again_by_its_notify_echo(
+    postgres_url: str,
+) -> None:
+    async with Queue(postgres_url) as mine, Queue(postgres_url) as other:
+        backend = mine.backend
+        start = backend.change_token()  # starts the LISTEN connection
+
+        async def listening() -> bool:
+            # Another process's write wakes us only through NOTIFY: once it does, LISTEN is up.
+            await other.add_job("b")
+            return await backend.wait_for_change(0.2, since=start)
+
+        await eventually(listening, timeout=10)
+        await asyncio.sleep(0.3)  # let the NOTIFYs of those adds arrive
+        before = backend.change_token()
+        await mine.add_job("a")
+        assert backend.change_token() == before + 1  # the local wake-up, at once
+        await asyncio.sleep(0.3)  # the NOTIFY echo would arrive within milliseconds
+        assert backend.change_token() == before + 1
+        await other.add_job("b")
+        async with asyncio.timeout(5):
+            await backend.wait_for_change(5, since=before + 1)
+        assert backend.change_token() > before + 1  # another's write still wakes us
