@@ -29,13 +29,15 @@ PG_DSN = os.environ.get("AQB_PG_DSN", "postgresql://postgres@127.0.0.1:5432/post
 REDIS_URL = os.environ.get("AQB_REDIS_URL", "redis://127.0.0.1:6379/0")
 SQLITE_DIR = Path(os.environ.get("AQB_SQLITE_DIR", Path(tempfile.gettempdir()) / "aqbench-growth"))
 STORES = ("sqlite", "postgres", "redis")
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("AQB_RESULTS_DIR", Path(__file__).resolve().parent / "results"))
 REPO = Path(__file__).resolve().parent.parent
 
 
-def stores_arg(value: str, allowed: Sequence[str] = STORES) -> list[str]:
-    """Parse `--store`: one store, a comma list, or `all`."""
-    chosen = list(allowed) if value == "all" else value.split(",")
+def stores_arg(
+    value: str, allowed: Sequence[str] = STORES, every: Sequence[str] | None = None
+) -> list[str]:
+    """Parse `--store`: one store, a comma list, or `all` (`every`, default `allowed`)."""
+    chosen = list(every or allowed) if value == "all" else value.split(",")
     unknown = [store for store in chosen if store not in allowed]
     if unknown:
         raise SystemExit(f"unknown store {unknown}: use {', '.join(allowed)} or all")
@@ -160,6 +162,21 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
     ]
     lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+async def unfinished(queue: Any) -> int:
+    """Jobs of `queue` (an open `Queue`) not yet in a terminal status (pending, processing …)."""
+    from agentqueue.states import TERMINAL
+
+    stats = await queue.stats()
+    return sum(n for status, n in stats.totals.items() if status not in TERMINAL)
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return float(sum(fields) - idle), float(sum(fields))
 
 
 def rss_kib(pid: int) -> int:

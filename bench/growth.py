@@ -3,12 +3,13 @@
     .venv/bin/python bench/growth.py                         # all stores, --big 1000000
     .venv/bin/python bench/growth.py --store postgres --big 100000 --calls 200
 
-For each store, in one process with no worker running, three states are measured in turn:
-
-* `small`: `--small` (1,000) jobs pending;
-* `big pending`: `--big` (1,000,000) jobs pending;
-* `big completed`: `--small` pending and `--big` completed jobs retained (the oldest pending
-  jobs are claimed and completed until `--small` are left).
+For each store, in one process with no worker running, two stores side by side: a small one
+with `--small` (1,000) jobs pending, and a big one, first with `--big` (1,000,000) pending
+("big pending"), then with `--small` pending and the rest completed and retained ("big
+completed": the oldest are completed until `--small` are left). Each window measures both
+stores interleaved, `--rounds` (10) blocks each with the order alternating, so the shared
+machine's changing load falls on both alike, and the ratio big / small compares calls made in
+the same minutes.
 
 Seeding (growth_seed.py): pending jobs through `queue.add_jobs` in batches of `--seed-batch`
 (5,000); completed jobs on Redis through the store's `claim` + `finish` (1,000 a round), on
@@ -26,9 +27,9 @@ In each state (the same calls, the `noop` job type as the peer harness):
   claimed jobs are completed and as many new ones enqueued (untimed), so the pending count stays
   the same.
 
-The ratio table divides `big …` by `small` (target <= 2x). At each big state the statements
-the store ran for one enqueue and one claim + finish are captured (SQLAlchemy
-`before_cursor_execute`) and explained on the same data: PostgreSQL
+The ratio table divides each big row by the small row of its window (target <= 2x). At each
+big state the statements the store ran for one enqueue and one claim + finish are captured
+(SQLAlchemy `before_cursor_execute`) and explained on the same data: PostgreSQL
 `EXPLAIN (ANALYZE, BUFFERS)` inside a transaction that is rolled back, SQLite
 `EXPLAIN QUERY PLAN`. They go to `bench/results/<stamp>-growth-plans.md`.
 """
@@ -60,9 +61,9 @@ LABELS = {
 logging.getLogger("agentqueue").setLevel(logging.WARNING)
 
 
-def make_queue(store: str) -> Queue:
-    """The bench queue with the no-op handler registered (payloads validated at enqueue)."""
-    queue = Queue(benchkit.url(store, NAME))
+def make_queue(store: str, name: str) -> Queue:
+    """A bench queue with the no-op handler registered (payloads validated at enqueue)."""
+    queue = Queue(benchkit.url(store, name))
 
     @queue.handler("noop")
     async def noop(payload: dict, ctx: Any) -> None:
@@ -149,14 +150,25 @@ def dist(times: list[float]) -> dict[str, float | None]:
     }
 
 
-async def measure(queue: Queue, calls: int) -> dict[str, Any]:
-    """Every timing of one state."""
-    result: dict[str, Any] = {"enqueue": dist(await time_enqueue(queue, calls))}
-    for limit in (1, 10):
-        claims, finishes = await time_claims(queue, limit, calls)
-        result[f"claim{limit}"] = dist(claims)
-        result[f"finish{limit}"] = dist(finishes)
-    return result
+async def measure_pair(
+    small: Queue, big: Queue, calls: int, rounds: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every timing of the small and the big store, interleaved: `rounds` blocks of
+    `calls / rounds` calls per store, the order alternating, so a change in the machine's load
+    during the run falls on both alike."""
+    raw: dict[int, dict[str, list[float]]] = {id(q): {m: [] for m in METRICS} for q in (small, big)}
+    per = max(calls // rounds, 1)
+    for number in range(rounds):
+        for queue in (small, big) if number % 2 == 0 else (big, small):
+            times = raw[id(queue)]
+            times["enqueue"] += await time_enqueue(queue, per)
+            claims, _ = await time_claims(queue, 1, per)
+            times["claim1"] += claims
+            claims, finishes = await time_claims(queue, 10, per)
+            times["claim10"] += claims
+            times["finish10"] += finishes
+    small_times, big_times = ({m: dist(v) for m, v in raw[id(q)].items()} for q in (small, big))
+    return small_times, big_times
 
 
 async def plans(queue: Queue, title: str) -> str:
@@ -182,7 +194,9 @@ async def plans(queue: Queue, title: str) -> str:
 
 
 # -- the run ----------------------------------------------------------------------------------
-async def seed(queue: Queue, store: str, add: int, complete: int, batch: int) -> dict[str, Any]:
+async def seed(
+    queue: Queue, store: str, name: str, add: int, complete: int, batch: int
+) -> dict[str, Any]:
     """Add `add` pending jobs, then complete the `complete` oldest; the rates (jobs/s)."""
     rates: dict[str, Any] = {"seed_rate": None, "complete_rate": None, "complete_path": None}
     if add:
@@ -192,49 +206,66 @@ async def seed(queue: Queue, store: str, add: int, complete: int, batch: int) ->
         rates["complete_path"] = "claim+finish"
     elif complete:
         rates["complete_rate"] = round(
-            await seeding.complete_oldest_sql(queue, store, NAME, complete)
+            await seeding.complete_oldest_sql(queue, store, name, complete)
         )
         rates["complete_path"] = "sql copy of a completed job"
     return rates
 
 
-async def run_store(store: str, args: argparse.Namespace, plan_text: list[str]) -> list[dict]:
-    """Measure the three states of one store; return one result row per state."""
-    await benchkit.reset(store, NAME)
-    queue = make_queue(store)
+async def open_fresh(store: str, name: str) -> Queue:
+    """A new, empty bench store."""
+    await benchkit.reset(store, name)
+    queue = make_queue(store, name)
     await queue.open()
+    return queue
+
+
+async def run_store(store: str, args: argparse.Namespace, plan_text: list[str]) -> list[dict]:
+    """Measure the small store beside the big one, twice: the big one with `--big` pending,
+    then with `--small` pending and the rest completed. One result row per store and window."""
+    names = (f"{NAME}_small", f"{NAME}_big")
+    small, big = [await open_fresh(store, name) for name in names]
     rows: list[dict[str, Any]] = []
     meta = {"bench": "growth", "store": store, "version": benchkit.source_id(), "calls": args.calls}
-    steps = [
-        ("small", args.small, 0),
-        ("big pending", args.big - args.small, 0),
-        ("big completed", 0, args.big - args.small),
-    ]
-    pending = done = 0
-    try:
-        for state, add, complete in steps:
-            rates = await seed(queue, store, add, complete, args.seed_batch)
-            pending, done = pending + add - complete, done + complete
-            analyzed = await refresh_statistics(queue)
-            timings = await measure(queue, args.calls)
-            if state != "small" and store != "redis":
-                plan_text.append(
-                    await plans(
-                        queue, f"{store}, {state} ({pending:,} pending, {done:,} completed)"
-                    )
-                )
+
+    async def window(
+        states: tuple[str, str], seeded: tuple[dict[str, Any], dict[str, Any]], big_done: int
+    ) -> None:
+        analyzed = [await refresh_statistics(q) for q in (small, big)]
+        timings = await measure_pair(small, big, args.calls, args.rounds)
+        shapes = ((args.small, 0), (args.big - big_done, big_done))
+        for state, (pending, done), rates, found, tables in zip(
+            states, shapes, seeded, timings, analyzed, strict=True
+        ):
             rows.append(
                 meta
-                | {"state": state, "pending": pending, "completed": done, "analyzed": analyzed}
+                | {"state": state, "pending": pending, "completed": done, "analyzed": tables}
                 | rates
-                | timings
+                | found
                 | {"machine": benchkit.machine()}
             )
-            print(f"  {store} {state}: {rates} load {benchkit.machine()['load']}", flush=True)
+        print(f"  {store} {states[1]}: {seeded[1]} load {benchkit.machine()['load']}", flush=True)
+
+    try:
+        seeded = (
+            await seed(small, store, names[0], args.small, 0, args.seed_batch),
+            await seed(big, store, names[1], args.big, 0, args.seed_batch),
+        )
+        await window(("small", "big pending"), seeded, 0)
+        if store != "redis":
+            title = f"{store}, big pending ({args.big:,} pending)"
+            plan_text.append(await plans(big, title))
+        done = args.big - args.small
+        seeded = ({}, await seed(big, store, names[1], 0, done, args.seed_batch))
+        await window(("small", "big completed"), seeded, done)
+        if store != "redis":
+            title = f"{store}, big completed ({args.small:,} pending, {done:,} completed)"
+            plan_text.append(await plans(big, title))
     finally:
-        await queue.close()
-        if not args.keep:
-            await benchkit.reset(store, NAME)
+        for queue, name in zip((small, big), names, strict=True):
+            await queue.close()
+            if not args.keep:
+                await benchkit.reset(store, name)
     return rows
 
 
@@ -277,6 +308,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--big", type=int, default=1_000_000, help="jobs in the big states")
     parser.add_argument("--small", type=int, default=1_000, help="jobs pending in the small state")
     parser.add_argument("--calls", type=int, default=500, help="timed calls per measurement")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved blocks per window")
     parser.add_argument("--seed-batch", type=int, default=5_000, help="jobs per add_jobs call")
     parser.add_argument("--keep", action="store_true", help="keep the store's data afterwards")
     return parser.parse_args()
@@ -288,15 +320,19 @@ async def main() -> None:
     at = benchkit.stamp()
     rows: list[dict[str, Any]] = []
     plan_text: list[str] = []
+    path = plan_path = None
     for store in benchkit.stores_arg(args.store):
-        rows += await run_store(store, args, plan_text)
+        found = await run_store(store, args, plan_text)
+        rows += found
+        # Written per store: a million-job run takes minutes per store.
+        path = benchkit.write_results("growth", found, at=at)
+        if plan_text:
+            plan_path = path.with_name(f"{at}-growth-plans.md")
+            plan_path.write_text("\n".join(plan_text))
     print()
     print(report(rows))
-    path = benchkit.write_results("growth", rows, at=at)
     print(f"\nresults: {path}")
-    if plan_text:
-        plan_path = path.with_name(f"{at}-growth-plans.md")
-        plan_path.write_text("\n".join(plan_text))
+    if plan_path is not None:
         print(f"plans: {plan_path}")
 
 
