@@ -104,20 +104,19 @@ async def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def report(rows: list[dict[str, Any]]) -> str:
-    """RSS (MiB) at each sample, one row per store, and the half-way -> end growth."""
-    labels = [s["at"] for s in rows[0]["samples"]]
-    keep = [label for label in labels if label in ("idle", "idle after")] + [
-        label for label in labels if label.endswith(" jobs")
-    ]
-    keep = sorted(keep, key=labels.index)
+def report(rows: list[dict[str, Any]], jobs: int) -> str:
+    """RSS (MiB) idle, at each quarter of the jobs and idle at the end, one row per store, and
+    the half-way -> end growth (every tenth is in the results file)."""
+    step = max(jobs // 10, 1)
+    marks = sorted({(jobs * q // 4 // step) * step for q in (1, 2, 3, 4)} - {0})
+    keep = ["idle", *[f"{mark:,} jobs" for mark in marks], "idle after"]
     table = []
     for r in rows:
         rss = {s["at"]: s["rss_kib"] for s in r["samples"]}
         growth = r["growth_half_to_end_kib"] / 1024
         table.append(
             [r["store"], r["rate"]]
-            + [round(rss[label] / 1024, 1) for label in keep]
+            + [round(rss[label] / 1024, 1) if label in rss else "n/a" for label in keep]
             + [f"{growth:+.1f} MiB ({r['growth_half_to_end_pct']:+.1f}%)"]
         )
     headers = ["store", "jobs/s", *[f"RSS {label} (MiB)" for label in keep], "half -> end"]
@@ -144,7 +143,7 @@ async def main() -> None:
         print(f"  {store}: {row['growth_half_to_end_kib']:+,} KiB half -> end", flush=True)
         rows.append(row)
     print()
-    print(report(rows))
+    print(report(rows, args.jobs))
     print(f"\nresults: {benchkit.write_results('memory', rows)}")
 
 

@@ -77,6 +77,7 @@ async def run_one(store: str, jobs: int, workers: int, args: argparse.Namespace)
         "rate": round(done / seconds),
         "per_worker": [r["counts"].get("complete", 0) for r in reports],
         "worker_cpu_cores": round(cpu / (drained - go), 2),
+        "worker_cpu_ms_per_job": round(cpu / max(done, 1) * 1000, 3),
         "machine_busy_cores": round(busy / window * (os.cpu_count() or 1), 2),
         "version": benchkit.source_id(),
         "machine": benchkit.machine(),
@@ -93,13 +94,14 @@ def report(rows: list[dict[str, Any]]) -> str:
             r["rate"],
             f"{r['rate'] / one[r['store']]:.2f}x" if r["store"] in one else "n/a",
             r["worker_cpu_cores"],
+            r["worker_cpu_ms_per_job"],
             r["machine_busy_cores"],
-            " / ".join(str(n) for n in r["per_worker"]),
+            " / ".join(f"{n:,}" for n in r["per_worker"]),
             r["left"],
         ]
         for r in rows
     ]
-    headers = ["store", "workers", "jobs/s", "vs 1 worker", "worker CPU (cores)"]
+    headers = ["store", "workers", "jobs/s", "vs 1 worker", "workers' CPU (cores)", "CPU ms/job"]
     headers += ["machine busy (of 2 cores)", "jobs per worker", "left"]
     return benchkit.markdown_table(headers, table)
 
