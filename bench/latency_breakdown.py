@@ -36,19 +36,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-SNAPSHOT = os.environ.get("AQB_AGENTQUEUE_SRC")
-if SNAPSHOT:
-    sys.path.insert(0, SNAPSHOT)
+import benchkit  # first: it puts an AQB_AGENTQUEUE_SRC snapshot on sys.path
 
-from agentqueue import Queue  # noqa: E402
-from agentqueue.states import TERMINAL  # noqa: E402
-from agentqueue.worker import worker as worker_module  # noqa: E402
-from agentqueue.worker.worker import Worker  # noqa: E402
+from agentqueue import Queue
+from agentqueue.states import TERMINAL
+from agentqueue.worker import worker as worker_module
+from agentqueue.worker.worker import Worker
 
-PG_DSN = os.environ.get("AQB_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("AQB_REDIS_URL", "redis://127.0.0.1:6379/0")
 NAME = "agentqueue_breakdown"
-URLS = {"redis": f"{REDIS_URL}?prefix={NAME}", "postgres": f"{PG_DSN}?schema={NAME}"}
+URLS = {store: benchkit.url(store, NAME) for store in ("redis", "postgres")}
 
 
 def stamp_calls(obj: Any, name: str, log: list[tuple[float, float, Any]]) -> None:
@@ -110,27 +106,6 @@ def make_queue(
     return queue, all_started
 
 
-async def reset(store: str) -> None:
-    if store == "redis":
-        import redis.asyncio as aioredis
-
-        client = aioredis.Redis.from_url(REDIS_URL)
-        try:
-            keys = [k async for k in client.scan_iter(match=f"{{{NAME}}}*", count=1000)]
-            for i in range(0, len(keys), 1000):
-                await client.unlink(*keys[i : i + 1000])
-        finally:
-            await client.aclose()
-    else:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_DSN)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {NAME} CASCADE")
-        finally:
-            await conn.close()
-
-
 async def worker_role(store: str, expected: int, out: str, plain: bool) -> None:
     starts: dict[int, float] = {}
     wakes: list[float] = []
@@ -166,11 +141,6 @@ async def worker_role(store: str, expected: int, out: str, plain: bool) -> None:
     await asyncio.to_thread(Path(out).write_text, json.dumps(stages))
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def first_after(times: list[float], t: float) -> float | None:
     return next((value for value in times if value >= t), None)
 
@@ -195,7 +165,7 @@ async def main() -> None:
     )
     args = ap.parse_args()
 
-    await reset(args.store)
+    await benchkit.reset(args.store, NAME)
     queue, _ = make_queue(args.store)
     await queue.open()
     sends: list[tuple[float, float, Any]] = []
@@ -274,15 +244,16 @@ async def main() -> None:
         f"{args.store}: {len(all_totals)} of {args.jobs} jobs ran, {left} left; "
         f"matched {matched} single-job claims"
     )
-    print(f"all jobs: p50 {pct(all_totals, 50):.3f} ms, p99 {pct(all_totals, 99):.3f} ms")
+    p50, p99 = benchkit.pct(all_totals, 50), benchkit.pct(all_totals, 99)
+    print(f"all jobs: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
     print(f"{'stage':52} {'p50 ms':>8} {'p90 ms':>8} {'mean':>8}")
     report = {}
     for key, values in stages.items():
         if not values:
             continue
         report[key] = {
-            "p50": pct(values, 50),
-            "p90": pct(values, 90),
+            "p50": benchkit.pct(values, 50),
+            "p90": benchkit.pct(values, 90),
             "mean": statistics.fmean(values),
         }
         print(
