@@ -460,11 +460,14 @@ class Queue:
         job_types: Sequence[str] | None = None,
         queues: Sequence[str] | None = None,
         batch: int = 500,
+        pace: float = 0.0,
     ) -> AsyncIterator[JobEvent]:
         """Yield job events as they are committed, from any process, forever.
 
         Starts after the event whose `cursor` is `after` (resume without gaps), else from the
-        first event with `from_start`, else with the events committed from now on.
+        first event with `from_start`, else with the events committed from now on. `pace`:
+        seconds to wait after a wake-up before reading, for a follower that needs no instant
+        updates (one read then takes the events of many commits).
 
         Raises:
             InvalidArgument: `after` is not an event cursor of this store.
@@ -481,8 +484,8 @@ class Queue:
             for event in found:
                 cursor = event.cursor
                 yield event
-            if len(found) < batch:
-                await store.wait_for_change(1.0, since=token)
+            if len(found) < batch and await store.wait_for_change(1.0, since=token) and pace:
+                await asyncio.sleep(pace)
 
     async def subscribe(self, job_id: int) -> AsyncIterator[JobEvent]:
         """Yield one job's events, its whole history first, until it is terminal.

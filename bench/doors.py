@@ -73,7 +73,7 @@ def server(kind: str, *args: str) -> Iterator[Server]:
     """Run bench/doors_apps.py `kind` on a free port until it accepts connections; stop it
     afterwards (its stderr is shown if it dies)."""
     port = free_port()
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     command = [sys.executable, str(HERE / "doors_apps.py"), kind, "--port", str(port), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, stdout=log, stderr=log, env=env)
@@ -209,6 +209,7 @@ def bench_store(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def git_commit() -> str:
     """The checkout's commit, `+dirty` when its tracked files differ from it."""
+
     def git(*command: str) -> str:
         return subprocess.run(
             ["git", *command], cwd=REPO, capture_output=True, text=True, check=False
@@ -229,22 +230,26 @@ def cell(value: Any, digits: int = 1) -> str:
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
     """The REST table with the ratio to bare FastAPI, then the MCP latencies."""
-    print("| store | app | requests/s | p50 ms | p99 ms | errors | server cores | client cores "
-          "| store cores | other cores |")
+    print(
+        "| store | app | requests/s | p50 ms | p99 ms | errors | server cores | client cores "
+        "| store cores | other cores |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         if row["door"] != "rest":
             continue
-        print(f"| {row['store']} | {row['app']} | {cell(row['rps'], 0)} | {cell(row['p50_ms'], 2)}"
-              f" | {cell(row['p99_ms'], 2)} | {row['errors']} | {cell(row['cores_server'], 2)}"
-              f" | {cell(row['cores_client'], 2)} | {cell(row['cores_store'], 2)}"
-              f" | {cell(row['cores_other'], 2)} |")
+        print(
+            f"| {row['store']} | {row['app']} | {cell(row['rps'], 0)} | {cell(row['p50_ms'], 2)}"
+            f" | {cell(row['p99_ms'], 2)} | {row['errors']} | {cell(row['cores_server'], 2)}"
+            f" | {cell(row['cores_client'], 2)} | {cell(row['cores_store'], 2)}"
+            f" | {cell(row['cores_other'], 2)} |"
+        )
     print()
     print("| store | agentqueue / bare requests/s |")
     print("|---|---:|")
     for row in rows:
         if row["door"] == "ratio":
-            print(f"| {row['store']} | **{row['ratio']:.2f}×** |")
+            print(f"| {row['store']} | **{row['ratio']:.2f}x** |")
     mcp = [row for row in rows if row["door"].startswith("mcp")]
     if mcp:
         print()
@@ -252,8 +257,10 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
         print("|---|---|---:|---:|---:|")
         for row in mcp:
             transport = row["door"].removeprefix("mcp-")
-            print(f"| {row['store']} | {transport} | {row['calls']} | {cell(row['p50_ms'], 2)}"
-                  f" | {cell(row['p99_ms'], 2)} |")
+            print(
+                f"| {row['store']} | {transport} | {row['calls']} | {cell(row['p50_ms'], 2)}"
+                f" | {cell(row['p99_ms'], 2)} |"
+            )
 
 
 def ratio_row(store: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -292,8 +299,10 @@ def main(argv: list[str] | None = None) -> None:
         store_rows = bench_store(kind, args)
         rows += [*store_rows, ratio_row(kind, store_rows)]
     run["loadavg_end"] = os.getloadavg()[0]
-    print(f"doors benchmark {stamp}, agentqueue {run['commit']}, load average "
-          f"{run['loadavg_start']:.2f} → {run['loadavg_end']:.2f}\n")
+    print(
+        f"doors benchmark {stamp}, agentqueue {run['commit']}, load average "
+        f"{run['loadavg_start']:.2f} → {run['loadavg_end']:.2f}\n"
+    )
     print_tables(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{stamp}-doors.jsonl"

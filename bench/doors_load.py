@@ -72,9 +72,7 @@ class RawConnection:
             await self.writer.wait_closed()
 
 
-async def drive(
-    posts: list[Post], start_at: float, seconds: float
-) -> tuple[list[float], int, int]:
+async def drive(posts: list[Post], start_at: float, seconds: float) -> tuple[list[float], int, int]:
     """Run one loop per client until the window ends; return (latencies ms, requests, errors)
     of the requests inside the window."""
     end_at = start_at + seconds
