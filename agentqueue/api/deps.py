@@ -57,7 +57,7 @@ Admin = Annotated[Access, Depends(_admin)]
 
 def audited(
     queue: Queue, access: Access, action: str, target: Any = None, **details: Any
-) -> AbstractAsyncContextManager[dict[str, Any]]:
+) -> AbstractAsyncContextManager[audit.AuditNote]:
     """The audit record of a REST call (see `agentqueue.audit.audited`)."""
     return audit.audited(
         queue, actor=access.actor, door="rest", action=action, target=target, **details

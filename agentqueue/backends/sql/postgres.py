@@ -36,6 +36,7 @@ from sqlalchemy.pool import StaticPool
 from agentqueue.backends.base import Capabilities, InsertJob, InsertResult, Outcome, OutcomeKind
 from agentqueue.backends.signal import ChangeSignal
 from agentqueue.backends.sql import migrations, pg_statements, produce
+from agentqueue.backends.sql.admin_store import insert_audit
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.rows import job_from_row
@@ -49,7 +50,7 @@ from agentqueue.errors import (
     MissingExtra,
     StoreFull,
 )
-from agentqueue.models import Job, JobEvent, Limit, LimitScope
+from agentqueue.models import AuditRecord, Job, JobEvent, Limit, LimitScope
 
 logger = logging.getLogger(__name__)
 
@@ -411,8 +412,10 @@ class PostgresBackend(SqlBackend):
         *,
         now: datetime | None = None,
         connection: Any = None,
+        audit: Callable[[list[InsertResult]], AuditRecord] | None = None,
     ) -> list[InsertResult]:
-        """See `Backend.insert_jobs`: one statement when no idempotency key is involved."""
+        """See `Backend.insert_jobs`: one statement when no idempotency key is involved (in
+        autocommit; with `audit`, it and the audit insert in one transaction: one commit)."""
         portable = connection is not None or any(
             job.idempotency_key is not None
             or job.depends_on
@@ -421,14 +424,19 @@ class PostgresBackend(SqlBackend):
             for job in new_jobs
         )
         if portable or not new_jobs:
-            return await super().insert_jobs(new_jobs, now=now, connection=connection)
+            return await super().insert_jobs(new_jobs, now=now, connection=connection, audit=audit)
 
         def work(conn: sa.Connection) -> list[InsertResult]:
             at = self.dialect.now(conn, now)
             rows = [produce.job_values(job, at) for job in new_jobs]
             ids = conn.execute(pg_statements.INSERT, pg_statements.insert_params(rows)).scalars()
-            return [InsertResult(job_id, created=True) for job_id in ids]
+            results = [InsertResult(job_id, created=True) for job_id in ids]
+            if audit is not None:
+                insert_audit(conn, audit(results))
+            return results
 
+        if audit is not None:
+            return await self._write(work)
         return await self._autocommit(work)
 
     async def claim(
