@@ -4,6 +4,8 @@ route, and MCP `add_job` latency over streamable HTTP and stdio, on each store.
     .venv/bin/python bench/doors.py                                  # SQLite, 10 s, 10 clients
     .venv/bin/python bench/doors.py --store all --seconds 10 --clients 10
     .venv/bin/python bench/doors.py --store redis --client httpx --client-procs 2
+    git archive 9c96335 agentqueue | tar -x -C /tmp/aq-base       # an A/B in one run:
+    .venv/bin/python bench/doors.py --store all --baseline-src /tmp/aq-base
 
 Per store (a fresh SQLite file, PostgreSQL schema or Redis prefix):
 
@@ -16,6 +18,9 @@ Per store (a fresh SQLite file, PostgreSQL schema or Redis prefix):
    server, after `--mcp-warmup` calls (bench/doors_mcp.py).
 3. MCP over stdio: the same calls to an `agentqueue mcp --url STORE` subprocess.
 4. REST, bare: bench/doors_apps.py's bare app (same uvicorn settings, same answer), same load.
+
+With `--baseline-src DIR`, steps 1-3 run first with the agentqueue package found in DIR (rows
+named `baseline`), so a change is measured against its parent in the same run.
 
 During each REST window the CPU of the server, of the load processes, of the store's server
 processes (postgres, redis-server) and of everything else on the machine is read from /proc,
@@ -69,13 +74,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(kind: str, *args: str) -> Iterator[Server]:
-    """Run bench/doors_apps.py `kind` on a free port until it accepts connections; stop it
-    afterwards (its stderr is shown if it dies)."""
+def server(kind: str, *args: str, src: Path = REPO) -> Iterator[Server]:
+    """Run bench/doors_apps.py `kind` on a free port until it accepts connections, with the
+    agentqueue sources of `src`; stop it afterwards (its stderr is shown if it dies)."""
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     command = [sys.executable, str(HERE / "doors_apps.py"), kind, "--port", str(port), *args]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(src)}
     process = subprocess.Popen(command, stdout=log, stderr=log, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -173,6 +178,8 @@ def measure_rest(target: Server, args: argparse.Namespace) -> dict[str, Any]:
         "client_procs": args.client_procs,
         "client": args.client,
         "seconds": args.seconds,
+        # The server's CPU per answered request: steadier than the rate on a shared machine.
+        "server_cpu_ms": round(cpu["cores_server"] * 1000 / max(requests / args.seconds, 1e-9), 2),
         **cpu,
     }
 
@@ -186,19 +193,33 @@ def latency_row(latencies: list[float]) -> dict[str, Any]:
     }
 
 
+def measure_agentqueue(
+    kind: str, args: argparse.Namespace, app: str, src: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """REST, MCP over HTTP and MCP over stdio with the agentqueue sources of `src`, on a fresh
+    store; the rows (named `app`) and the first POST's answer."""
+    rows: list[dict[str, Any]] = []
+    with fresh_store(kind) as url:
+        with server("agentqueue", "--url", url, src=src) as aq:
+            template = first_answer(aq.base)
+            rows.append({"door": "rest", "app": app, **measure_rest(aq, args)})
+            if args.mcp_calls:
+                http = asyncio.run(over_http(aq.base, args.mcp_calls, args.mcp_warmup))
+                rows.append({"door": "mcp-http", "app": app, **latency_row(http)})
+        if args.mcp_calls:
+            stdio = asyncio.run(over_stdio(url, args.mcp_calls, args.mcp_warmup, src=src))
+            rows.append({"door": "mcp-stdio", "app": app, **latency_row(stdio)})
+    return rows, template
+
+
 def bench_store(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every measurement of one store, as result rows."""
     rows: list[dict[str, Any]] = []
-    with fresh_store(kind) as url:
-        with server("agentqueue", "--url", url) as aq:
-            template = first_answer(aq.base)
-            rows.append({"door": "rest", "app": "agentqueue", **measure_rest(aq, args)})
-            if args.mcp_calls:
-                http = asyncio.run(over_http(aq.base, args.mcp_calls, args.mcp_warmup))
-                rows.append({"door": "mcp-http", "app": "agentqueue", **latency_row(http)})
-        if args.mcp_calls:
-            stdio = asyncio.run(over_stdio(url, args.mcp_calls, args.mcp_warmup))
-            rows.append({"door": "mcp-stdio", "app": "agentqueue", **latency_row(stdio)})
+    if args.baseline_src is not None:
+        # The same measurements with other agentqueue sources, for an A/B in one run.
+        rows += measure_agentqueue(kind, args, "baseline", args.baseline_src)[0]
+    current, template = measure_agentqueue(kind, args, "agentqueue", REPO)
+    rows += current
     with tempfile.NamedTemporaryFile("w", suffix=".json") as saved:
         json.dump(template, saved)
         saved.flush()
@@ -231,34 +252,38 @@ def cell(value: Any, digits: int = 1) -> str:
 def print_tables(rows: list[dict[str, Any]]) -> None:
     """The REST table with the ratio to bare FastAPI, then the MCP latencies."""
     print(
-        "| store | app | requests/s | p50 ms | p99 ms | errors | server cores | client cores "
-        "| store cores | other cores |"
+        "| store | app | requests/s | p50 ms | p99 ms | errors | server CPU ms/request "
+        "| server cores | client cores | store cores | other cores |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         if row["door"] != "rest":
             continue
         print(
             f"| {row['store']} | {row['app']} | {cell(row['rps'], 0)} | {cell(row['p50_ms'], 2)}"
-            f" | {cell(row['p99_ms'], 2)} | {row['errors']} | {cell(row['cores_server'], 2)}"
+            f" | {cell(row['p99_ms'], 2)} | {row['errors']} | {cell(row['server_cpu_ms'], 2)}"
+            f" | {cell(row['cores_server'], 2)}"
             f" | {cell(row['cores_client'], 2)} | {cell(row['cores_store'], 2)}"
             f" | {cell(row['cores_other'], 2)} |"
         )
     print()
-    print("| store | agentqueue / bare requests/s |")
-    print("|---|---:|")
+    print("| store | agentqueue / bare requests/s | baseline / bare |")
+    print("|---|---:|---:|")
     for row in rows:
         if row["door"] == "ratio":
-            print(f"| {row['store']} | **{row['ratio']:.2f}x** |")
+            baseline = row.get("baseline_ratio")
+            shown = "n/a" if baseline is None else f"{baseline:.2f}x"
+            print(f"| {row['store']} | **{row['ratio']:.2f}x** | {shown} |")
     mcp = [row for row in rows if row["door"].startswith("mcp")]
     if mcp:
         print()
-        print("| store | MCP transport | calls | p50 ms | p99 ms |")
-        print("|---|---|---:|---:|---:|")
+        print("| store | MCP transport | app | calls | p50 ms | p99 ms |")
+        print("|---|---|---|---:|---:|---:|")
         for row in mcp:
             transport = row["door"].removeprefix("mcp-")
             print(
-                f"| {row['store']} | {transport} | {row['calls']} | {cell(row['p50_ms'], 2)}"
+                f"| {row['store']} | {transport} | {row['app']} | {row['calls']}"
+                f" | {cell(row['p50_ms'], 2)}"
                 f" | {cell(row['p99_ms'], 2)} |"
             )
 
@@ -266,8 +291,12 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
 def ratio_row(store: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """agentqueue's REST rate over the bare app's, same run."""
     rates = {row["app"]: row["rps"] for row in rows if row["door"] == "rest"}
-    ratio = rates["agentqueue"] / rates["bare"] if rates.get("bare") else 0.0
-    return {"store": store, "door": "ratio", "ratio": round(ratio, 3)}
+    bare = rates.get("bare") or float("nan")
+    ratio: dict[str, Any] = {"store": store, "door": "ratio"}
+    ratio["ratio"] = round(rates["agentqueue"] / bare, 3)
+    if "baseline" in rates:
+        ratio["baseline_ratio"] = round(rates["baseline"] / bare, 3)
+    return ratio
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -282,6 +311,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mcp-calls", type=int, default=500, help="0: skip MCP")
     parser.add_argument("--mcp-warmup", type=int, default=50)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also measure REST with the agentqueue package of this source tree (e.g. a "
+        "`git archive` of an older commit), in the same run",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.client_procs <= args.clients:
         parser.error("--client-procs must be between 1 and --clients")

@@ -52,15 +52,19 @@ async def over_http(base: str, calls: int, warmup: int) -> list[float]:
         return await timed_calls(agent, calls, warmup)
 
 
-def stdio_server(store_url: str) -> StdioServerParameters:
-    """`agentqueue mcp --url STORE` from this checkout, as a subprocess."""
-    env: dict[str, Any] = {**os.environ, "PYTHONPATH": str(REPO)}
+def stdio_server(store_url: str, src: Path = REPO) -> StdioServerParameters:
+    """`agentqueue mcp --url STORE` with the agentqueue sources of `src`, as a subprocess
+    (started in `src`: `python -m` looks in its working folder first)."""
+    env: dict[str, Any] = {**os.environ, "PYTHONPATH": str(src)}
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "agentqueue", "mcp", "--url", store_url], env=env
+        command=sys.executable,
+        args=["-m", "agentqueue", "mcp", "--url", store_url],
+        env=env,
+        cwd=str(src),
     )
 
 
-async def over_stdio(store_url: str, calls: int, warmup: int) -> list[float]:
+async def over_stdio(store_url: str, calls: int, warmup: int, src: Path = REPO) -> list[float]:
     """`add_job` latencies over stdio to an `agentqueue mcp` subprocess on `store_url`."""
-    async with Client(stdio_server(store_url), mode=STDIO_MODE) as agent:
+    async with Client(stdio_server(store_url, src), mode=STDIO_MODE) as agent:
         return await timed_calls(agent, calls, warmup)
