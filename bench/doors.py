@@ -329,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run = {"run": stamp, "commit": git_commit(), "loadavg_start": os.getloadavg()[0]}
+    if args.baseline_src is not None:
+        run["baseline_src"] = str(args.baseline_src)
     rows: list[dict[str, Any]] = []
     for kind in STORES if args.store == "all" else (args.store,):
         store_rows = bench_store(kind, args)
