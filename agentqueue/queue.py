@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from agentqueue import api_keys, bulk, config, limits, throughput
 from agentqueue.backends import backend_for, backend_from_url, describe
-from agentqueue.backends.base import Backend, TokenCompletionKind
+from agentqueue.backends.base import Backend, InsertResult, TokenCompletionKind
 from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
 from agentqueue.context import new_token_id, plausible_token_id
 from agentqueue.cron import CodeSchedule, CronManager, check_name, options_from
@@ -78,6 +78,13 @@ def invalid_from(error: ValidationError, what: str) -> InvalidArgument:
     ]
     text = "; ".join(f"{p['loc'] or what}: {p['msg']}" for p in problems)
     return InvalidArgument(f"invalid {what}: {text}", errors=problems)
+
+
+def _from_results(
+    audit: Callable[[list[JobId]], AuditRecord],
+) -> Callable[[list[InsertResult]], AuditRecord]:
+    """`audit` for the store, which knows its results, not the `JobId`s callers get."""
+    return lambda results: audit([JobId(result.id, result.created) for result in results])
 
 
 class Queue:
@@ -234,6 +241,7 @@ class Queue:
         *,
         connection: Any = None,
         origin: Origin | None = None,
+        audit: Callable[[list[JobId]], AuditRecord] | None = None,
         **options: Any,
     ) -> JobId:
         """Enqueue one job and return its id (a `JobId`: an int whose `created` is False when
@@ -253,7 +261,9 @@ class Queue:
         `Connection`, or on PostgreSQL also a raw asyncpg connection.
 
         `origin`: who asked (the REST and MCP doors set it; `list_jobs(created_by=...)` finds
-        an actor's jobs again).
+        an actor's jobs again). `audit`: builds the audit record of the call from the new ids;
+        it is written with the jobs, in the same transaction on SQL stores (the doors' audit,
+        `agentqueue.audit.AuditNote.adding`).
 
         Raises:
             PayloadInvalid: the payload does not match the job type's schema (nothing stored).
@@ -264,6 +274,7 @@ class Queue:
             [{"job_type": job_type, "payload": {} if payload is None else payload, **options}],
             connection=connection,
             origin=origin,
+            audit=audit,
         )
         return ids[0]
 
@@ -273,12 +284,13 @@ class Queue:
         *,
         connection: Any = None,
         origin: Origin | None = None,
+        audit: Callable[[list[JobId]], AuditRecord] | None = None,
     ) -> list[JobId]:
         """Enqueue many jobs atomically (all or none); return their ids in input order.
 
         A job may give itself a `ref` and later jobs of the same call may name that ref in
-        `depends_on` (a job that does not exist yet has no id). `connection`, `origin`: see
-        `add_job`.
+        `depends_on` (a job that does not exist yet has no id). `connection`, `origin`,
+        `audit`: see `add_job`.
         """
         resolved = await self.resolver.resolve_batch(jobs)
         if origin is not None:
@@ -290,7 +302,10 @@ class Queue:
                 "transactional enqueue (connection=...) needs a SQL store on a database your "
                 f"connection can reach (SQLite file or PostgreSQL); this queue uses {self.url}"
             )
-        results = await store.insert_jobs(resolved, now=self.now(), connection=connection)
+        record = None if audit is None else _from_results(audit)
+        results = await store.insert_jobs(
+            resolved, now=self.now(), connection=connection, audit=record
+        )
         return [JobId(result.id, result.created) for result in results]
 
     # -- read --------------------------------------------------------------------------------
@@ -460,11 +475,14 @@ class Queue:
         job_types: Sequence[str] | None = None,
         queues: Sequence[str] | None = None,
         batch: int = 500,
+        pace: float = 0.0,
     ) -> AsyncIterator[JobEvent]:
         """Yield job events as they are committed, from any process, forever.
 
         Starts after the event whose `cursor` is `after` (resume without gaps), else from the
-        first event with `from_start`, else with the events committed from now on.
+        first event with `from_start`, else with the events committed from now on. `pace`:
+        seconds to wait after a wake-up before reading, for a follower that needs no instant
+        updates (one read then takes the events of many commits).
 
         Raises:
             InvalidArgument: `after` is not an event cursor of this store.
@@ -481,8 +499,8 @@ class Queue:
             for event in found:
                 cursor = event.cursor
                 yield event
-            if len(found) < batch:
-                await store.wait_for_change(1.0, since=token)
+            if len(found) < batch and await store.wait_for_change(1.0, since=token) and pace:
+                await asyncio.sleep(pace)
 
     async def subscribe(self, job_id: int) -> AsyncIterator[JobEvent]:
         """Yield one job's events, its whole history first, until it is terminal.

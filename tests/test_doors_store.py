@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from agentqueue import FrozenClock, InvalidArgument, Queue
+from agentqueue import FrozenClock, InvalidArgument, Queue, audit
 from agentqueue.api_keys import authenticate, digest
+from agentqueue.errors import AgentQueueError
 from agentqueue.models import ApiScope, AuditRecord, WorkerInfo
 from tests.worker.worker_kit import eventually, fast_worker, running
 
@@ -144,3 +145,26 @@ async def test_audit_records_are_listed_newest_first_and_purged_by_age(
     assert [r.target for r in await timed.list_audit()] == ["4", "3", "2"]
     with pytest.raises(InvalidArgument, match="limit"):
         await timed.list_audit(limit=0)
+
+
+async def test_an_add_writes_its_audit_record_with_its_jobs_or_only_its_failure(
+    queue: Queue,
+) -> None:
+    async with audit.audited(queue, actor="a", door="rest", action="add_jobs") as note:
+        ids = await queue.add_jobs(
+            [{"job_type": "t"}, {"job_type": "t"}], audit=note.adding(audit.added_many)
+        )
+    [record] = await queue.list_audit()
+    assert (record.result, record.details) == ("ok", {"job_ids": [int(i) for i in ids]})
+    # Refused inside the store's transaction (an unknown dependency): no job, no ok record,
+    # one record of the failure.
+    with pytest.raises(AgentQueueError):
+        async with audit.audited(queue, actor="a", door="rest", action="add_job") as note:
+            await queue.add_jobs(
+                [{"job_type": "t", "depends_on": [999_999]}], audit=note.adding(audit.added_one)
+            )
+    failed, ok = await queue.list_audit()
+    assert ok.id == record.id
+    assert failed.result != "ok"
+    assert failed.details == {}
+    assert len((await queue.list_jobs()).items) == 2

@@ -14,13 +14,17 @@ from agentqueue.queue import Queue
 from agentqueue.throughput import ThroughputReader
 
 
-def queue_of(request: Request) -> Queue:
-    """The app's queue."""
+async def queue_of(request: Request) -> Queue:
+    """The app's queue.
+
+    Async although it does not wait: FastAPI runs a plain function dependency in a worker
+    thread, a hop that cost more than the rest of a request's dependencies together."""
     return request.app.state.queue
 
 
-def throughput_of(request: Request) -> ThroughputReader:
-    """The app's cached reader of finished jobs per minute (the dashboard's charts)."""
+async def throughput_of(request: Request) -> ThroughputReader:
+    """The app's cached reader of finished jobs per minute (the dashboard's charts); async
+    for the reason `queue_of` is."""
     return request.app.state.throughput
 
 
@@ -53,7 +57,7 @@ Admin = Annotated[Access, Depends(_admin)]
 
 def audited(
     queue: Queue, access: Access, action: str, target: Any = None, **details: Any
-) -> AbstractAsyncContextManager[dict[str, Any]]:
+) -> AbstractAsyncContextManager[audit.AuditNote]:
     """The audit record of a REST call (see `agentqueue.audit.audited`)."""
     return audit.audited(
         queue, actor=access.actor, door="rest", action=action, target=target, **details

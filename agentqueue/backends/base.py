@@ -17,7 +17,7 @@ and reported as lost, never applied to someone else's attempt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -249,11 +249,15 @@ class Backend(Protocol):
         *,
         now: datetime | None = None,
         connection: Any = None,
+        audit: Callable[[list[InsertResult]], AuditRecord] | None = None,
     ) -> list[InsertResult]:
         """Store jobs atomically (all or none), one `added` event each; results in input order.
 
         With `connection` (stores whose capabilities say `transactional_enqueue`), the rows are
         written on the caller's connection inside the caller's transaction.
+
+        `audit`: builds an audit record from the results; SQL stores write it in the same
+        transaction as the jobs, Redis right after them.
 
         A job whose (job_type, idempotency_key) already exists is not stored again: its result
         carries the existing id with `created=False`. Duplicates inside one batch resolve to the

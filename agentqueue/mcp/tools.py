@@ -119,7 +119,7 @@ class Kit:
     @asynccontextmanager
     async def change(
         self, ctx: Context[Any, Any], needed: ApiScope, action: str, target: Any = None
-    ) -> AsyncIterator[tuple[Caller, dict[str, Any]]]:
+    ) -> AsyncIterator[tuple[Caller, audit.AuditNote]]:
         """A mutating call: scope checked, core errors made fixable, the call audited."""
         caller = self.who(ctx, needed)
         async with (
@@ -201,8 +201,13 @@ def _jobs(server: MCPServer[Any], kit: Kit) -> None:
         }
         options = {name: value for name, value in given.items() if value is not None}
         async with change(ctx, ApiScope.OPERATE, "add_job", job_type) as (caller, note):
-            job_id = await queue.add_job(job_type, payload, origin=caller.origin(), **options)
-            note["job_id"] = int(job_id)
+            job_id = await queue.add_job(
+                job_type,
+                payload,
+                origin=caller.origin(),
+                audit=note.adding(audit.added_id),
+                **options,
+            )
         return AddedJob(id=job_id, created=job_id.created, job=await require_job(job_id))
 
     @server.tool(annotations=ADD)
@@ -221,8 +226,7 @@ def _jobs(server: MCPServer[Any], kit: Kit) -> None:
         """Enqueue several jobs atomically (all or none), e.g. a pipeline whose steps depend on
         each other by ref."""
         async with change(ctx, ApiScope.OPERATE, "add_jobs", f"{len(jobs)} jobs") as (c, note):
-            ids = await queue.add_jobs(jobs, origin=c.origin())
-            note["job_ids"] = [int(i) for i in ids]
+            ids = await queue.add_jobs(jobs, origin=c.origin(), audit=note.adding(audit.added_many))
         return AddedJobs(
             jobs=[AddedJob(id=i, created=i.created, job=await require_job(i)) for i in ids]
         )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from agentqueue.api.deps import Admin, Operator, QueueDep, Reader, audited
 from agentqueue.api.security import Access
+from agentqueue.audit import added_many, added_one
 from agentqueue.errors import JobNotFound
 from agentqueue.explain import Explanation
 from agentqueue.models import (
@@ -47,10 +48,9 @@ async def _job(queue: Queue, job_id: int) -> Job:
 async def add_job(job: NewJob, queue: QueueDep, access: Operator, response: Response) -> AddedJob:
     """Enqueue one job (add_job's fields as the body). 201 when created; 200 when its
     idempotency key returned an existing job."""
+    origin = Origin(door="rest", actor=access.actor)
     async with audited(queue, access, "add_job", job.job_type) as note:
-        (job_id,) = await queue.add_jobs([job], origin=Origin(door="rest", actor=access.actor))
-        note["job_id"] = int(job_id)
-        note["created"] = job_id.created
+        (job_id,) = await queue.add_jobs([job], origin=origin, audit=note.adding(added_one))
     if not job_id.created:
         response.status_code = 200
     return AddedJob(id=job_id, created=job_id.created, job=await _job(queue, job_id))
@@ -60,9 +60,9 @@ async def add_job(job: NewJob, queue: QueueDep, access: Operator, response: Resp
 async def add_jobs(body: AddJobs, queue: QueueDep, access: Operator) -> list[AddedJob]:
     """Enqueue several jobs in one transaction: all or none. Later jobs may list earlier ones'
     `ref` in `depends_on`."""
+    origin = Origin(door="rest", actor=access.actor)
     async with audited(queue, access, "add_jobs", f"{len(body.jobs)} jobs") as note:
-        ids = await queue.add_jobs(body.jobs, origin=Origin(door="rest", actor=access.actor))
-        note["job_ids"] = [int(i) for i in ids]
+        ids = await queue.add_jobs(body.jobs, origin=origin, audit=note.adding(added_many))
     return [AddedJob(id=i, created=i.created, job=await _job(queue, i)) for i in ids]
 
 

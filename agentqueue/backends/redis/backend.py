@@ -16,7 +16,7 @@ leases agree across machines. Needs Redis 7.0 or newer with `maxmemory-policy no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -152,8 +152,10 @@ class RedisBackend(CronStore):
         *,
         now: datetime | None = None,
         connection: Any = None,
+        audit: Callable[[list[InsertResult]], AuditRecord] | None = None,
     ) -> list[InsertResult]:
-        """See `Backend.insert_jobs` (no `connection`: Redis has no transaction to join)."""
+        """See `Backend.insert_jobs` (no `connection`: Redis has no transaction to join; the
+        `audit` record is appended right after the jobs)."""
         if connection is not None:
             raise InvalidArgument(
                 "transactional enqueue (connection=...) needs the PostgreSQL store; "
@@ -163,6 +165,8 @@ class RedisBackend(CronStore):
             return []
         results, event_id = await produce.insert(self._db, new_jobs, now)
         self._seen(event_id)
+        if audit is not None:
+            await self.write_audit(audit(results))
         return results
 
     # -- consume -----------------------------------------------------------------------------

@@ -19,6 +19,16 @@ def _values(row: sa.Row[Any]) -> dict[str, Any]:
     return dict(row._mapping)  # pyright: ignore[reportPrivateUsage]
 
 
+_INSERT_AUDIT = audit.insert().returning(audit.c.id)
+
+
+def insert_audit(conn: sa.Connection, record: AuditRecord) -> AuditRecord:
+    """Write `record` in the transaction of `conn`; return it with its new id."""
+    # One prepared statement with the values as parameters: compiled once, not per record.
+    new_id = conn.execute(_INSERT_AUDIT, record.model_dump(exclude={"id"})).scalar_one()
+    return record.model_copy(update={"id": new_id})
+
+
 class AdminStore(Transactions):
     """Worker presence, API keys and audit records over SQL (a base of `SqlBackend`)."""
 
@@ -119,13 +129,7 @@ class AdminStore(Transactions):
     # -- audit -------------------------------------------------------------------------------
     async def write_audit(self, record: AuditRecord) -> AuditRecord:
         """See `Backend.write_audit`."""
-
-        def write(conn: sa.Connection) -> AuditRecord:
-            values = record.model_dump(exclude={"id"})
-            new_id = conn.execute(audit.insert().values(values).returning(audit.c.id)).scalar_one()
-            return record.model_copy(update={"id": new_id})
-
-        return await self._write(write)
+        return await self._write(lambda conn: insert_audit(conn, record))
 
     async def list_audit(
         self, *, limit: int = 100, before_id: int | None = None

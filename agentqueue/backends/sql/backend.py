@@ -33,7 +33,7 @@ from agentqueue.backends.base import (
     Outcome,
 )
 from agentqueue.backends.sql import consume, limits, migrations, operate, produce
-from agentqueue.backends.sql.admin_store import AdminStore
+from agentqueue.backends.sql.admin_store import AdminStore, insert_audit
 from agentqueue.backends.sql.cron_store import CronStore
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.durable_store import DurableStore
@@ -43,6 +43,7 @@ from agentqueue.backends.sql.tables import limits as limits_table
 from agentqueue.backends.sql.transactions import T, Work
 from agentqueue.errors import BackendUnavailable, InvalidArgument
 from agentqueue.models import (
+    AuditRecord,
     Job,
     JobEdit,
     JobEvent,
@@ -94,13 +95,18 @@ class SqlBackend(DurableStore, CronStore, AdminStore, ABC):
         *,
         now: datetime | None = None,
         connection: Any = None,
+        audit: Callable[[list[InsertResult]], AuditRecord] | None = None,
     ) -> list[InsertResult]:
         """See `Backend.insert_jobs`."""
         if not new_jobs:
             return []
 
         def work(conn: sa.Connection) -> list[InsertResult]:
-            return produce.insert(conn, new_jobs, self._at(conn, now), lock=self.dialect.lock_wait)
+            at = self._at(conn, now)
+            results = produce.insert(conn, new_jobs, at, lock=self.dialect.lock_wait)
+            if audit is not None:
+                insert_audit(conn, audit(results))
+            return results
 
         if connection is not None:
             return await self._run_in(connection, work)

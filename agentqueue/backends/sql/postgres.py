@@ -36,6 +36,7 @@ from sqlalchemy.pool import StaticPool
 from agentqueue.backends.base import Capabilities, InsertJob, InsertResult, Outcome, OutcomeKind
 from agentqueue.backends.signal import ChangeSignal
 from agentqueue.backends.sql import migrations, pg_statements, produce
+from agentqueue.backends.sql.admin_store import insert_audit
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
 from agentqueue.backends.sql.dialect import SqlDialect
 from agentqueue.backends.sql.pg_direct import (
@@ -55,7 +56,7 @@ from agentqueue.errors import (
     MissingExtra,
     StoreFull,
 )
-from agentqueue.models import Job, JobEvent, Limit, LimitScope
+from agentqueue.models import AuditRecord, Job, JobEvent, Limit, LimitScope
 
 logger = logging.getLogger(__name__)
 
@@ -481,8 +482,10 @@ class PostgresBackend(SqlBackend):
         *,
         now: datetime | None = None,
         connection: Any = None,
+        audit: Callable[[list[InsertResult]], AuditRecord] | None = None,
     ) -> list[InsertResult]:
-        """See `Backend.insert_jobs`: one statement when no idempotency key is involved."""
+        """See `Backend.insert_jobs`: one statement when no idempotency key is involved (in
+        autocommit; with `audit`, it and the audit insert in one transaction: one commit)."""
         portable = connection is not None or any(
             job.idempotency_key is not None
             or job.depends_on
@@ -491,20 +494,26 @@ class PostgresBackend(SqlBackend):
             for job in new_jobs
         )
         if portable or not new_jobs:
-            return await super().insert_jobs(new_jobs, now=now, connection=connection)
+            return await super().insert_jobs(new_jobs, now=now, connection=connection, audit=audit)
 
         def params_at(at: datetime) -> dict[str, Any]:
             return pg_statements.insert_params([produce.job_values(job, at) for job in new_jobs])
 
-        if self._direct is not None:
+        # With an audit record the two inserts commit together: one transaction on the engine.
+        if self._direct is not None and audit is None:
             params = params_at(await self._server_now(now))
             rows = await self._direct_fetch(self._direct, _DIRECT_INSERT, params)
             return [InsertResult(row[0], created=True) for row in rows]
 
         def work(conn: sa.Connection) -> list[InsertResult]:
             ids = conn.execute(pg_statements.INSERT, params_at(self.dialect.now(conn, now)))
-            return [InsertResult(job_id, created=True) for job_id in ids.scalars()]
+            results = [InsertResult(job_id, created=True) for job_id in ids.scalars()]
+            if audit is not None:
+                insert_audit(conn, audit(results))
+            return results
 
+        if audit is not None:
+            return await self._write(work)
         return await self._autocommit(work)
 
     async def claim(

@@ -4,9 +4,11 @@ SQLite allows one writer at a time. In one process, every write transaction runs
 dedicated writer thread (stdlib sqlite3 through SQLAlchemy Core): writers queue there instead of
 spinning in SQLite's busy handler, and a whole transaction costs one thread hop, not one per
 statement (the per-call hop of an async driver costs more than the WAL fsync; see
-docs/architecture.md). Reads run on a small pool of reader threads. Across processes,
-`BEGIN IMMEDIATE` takes the write lock up front (a deferred transaction that upgrades later can
-fail with SQLITE_BUSY that no busy handler retries) and `busy_timeout` absorbs the wait.
+docs/architecture.md). Writes that queued up while the writer was busy commit together, each
+in a savepoint of one transaction (`group_commit.py`): one fsync for all of them. Reads run on
+a small pool of reader threads. Across processes, `BEGIN IMMEDIATE` takes the write lock up
+front (a deferred transaction that upgrades later can fail with SQLITE_BUSY that no busy
+handler retries) and `busy_timeout` absorbs the wait.
 
 SQLite has no notification channel. A watcher thread polls `PRAGMA data_version` (a counter that
 changes when another connection commits: a few microseconds, no table read) every
@@ -40,6 +42,7 @@ from agentqueue.backends.base import Capabilities, Outcome
 from agentqueue.backends.signal import ChangeSignal
 from agentqueue.backends.sql import consume
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
+from agentqueue.backends.sql.group_commit import GroupCommit
 from agentqueue.backends.sql.transactions import always
 from agentqueue.errors import BackendUnavailable, ConfigError, StoreFull
 from agentqueue.models import Job
@@ -155,6 +158,7 @@ class SqliteBackend(SqlBackend):
     def _start_threads(self) -> None:
         self._closed = False
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="agentqueue-sqlite-writer")
+        self._group_commit = GroupCommit(self._writer, self._run_write_on)
         # The in-memory database has one connection: reads share the writer's thread.
         self._readers = (
             self._writer
@@ -196,8 +200,11 @@ class SqliteBackend(SqlBackend):
             conn.exec_driver_sql("BEGIN")
 
     async def _write(self, work: Work[T], *, changed: Callable[[T], bool] = always) -> T:
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._writer, self._run_write, work)
+        if self.memory:  # no commit to share: nothing is flushed to disk
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._writer, self._run_write, work)
+        else:
+            result = await self._group_commit.write(work)
         if changed(result):
             self._signal.notify()
         return result
