@@ -47,11 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchkit import pct
 from cpu_sampler import HZ, snapshot
 from doors_load import body
 from doors_mcp import over_http, over_stdio
 from doors_stores import STORES, fresh_store
-from latency_breakdown import pct
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

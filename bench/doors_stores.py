@@ -17,9 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis
-from latency_breakdown import PG_DSN, REDIS_URL
+from benchkit import PG_DSN, REDIS_URL, STORES
 
-STORES = ("sqlite", "postgres", "redis")
 PG_DATABASE = "bench_doors"
 
 
