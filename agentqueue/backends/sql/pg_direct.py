@@ -103,19 +103,27 @@ class DirectPool:
         self._server_settings = server_settings
         self._server_pids = server_pids if server_pids is not None else set()
         self._pool: Any = None  # an asyncpg.Pool once opened
+        self._opening: asyncio.Lock | None = None
 
     async def _opened(self) -> Any:
-        if self._pool is None:
-            import asyncpg  # the store checked at start that the extra is installed
+        if self._pool is not None:
+            return self._pool
+        # One pool however many first calls arrive at once, should creating it ever wait (with
+        # min_size=0 asyncpg makes no connection then; the lock is made on the loop using it).
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                import asyncpg  # the store checked at start that the extra is installed
 
-            self._pool = await asyncpg.create_pool(
-                min_size=0,
-                max_size=self._max_size,
-                server_settings=self._server_settings,
-                init=self._prepare,
-                reset=_keep_as_is,
-                **self._options,
-            )
+                self._pool = await asyncpg.create_pool(
+                    min_size=0,
+                    max_size=self._max_size,
+                    server_settings=self._server_settings,
+                    init=self._prepare,
+                    reset=_keep_as_is,
+                    **self._options,
+                )
         return self._pool
 
     async def _prepare(self, connection: Any) -> None:
@@ -158,6 +166,7 @@ class DirectPool:
         """Close the pool's connections (a later `fetch` opens a new pool); connections
         still in use get a few seconds, then are cut."""
         pool, self._pool = self._pool, None
+        self._opening = None  # a reopened store may run on another event loop
         if pool is None:
             return
         try:
