@@ -614,8 +614,15 @@ class Worker:
     async def _submit_after(
         self, writers: set[asyncio.Task[None]], running: Running, outcome: Outcome
     ) -> None:
-        await asyncio.wait(list(writers))
-        self._submit(running, outcome)
+        # `writers` is the live set: its last writer may end before this task first runs
+        # (asyncio.wait refuses an empty set, and the outcome was then never written). The
+        # outcome is submitted whatever happens here, even on a cancellation.
+        try:
+            pending = list(writers)
+            if pending:
+                await asyncio.wait(pending)
+        finally:
+            self._submit(running, outcome)
 
     def _acked(self, running: Running, outcome: Outcome, done: asyncio.Future[bool]) -> None:
         """Count an outcome once it is stored, log failures, and start the job type's hook."""
