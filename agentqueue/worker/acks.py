@@ -98,15 +98,15 @@ class AckBatcher:
             except Exception as error:
                 # A store's own error, or any other: an outcome dropped here would be lost
                 # until its lease ran out and the job ran again, so every failure retries.
-                if not isinstance(error, AgentQueueError):
-                    error = f"{type(error).__name__}: {error}"
+                # A store's errors read as sentences; any other names its type too.
+                reason = str(error) if isinstance(error, AgentQueueError) else repr(error)
                 if loop.time() >= deadline:
-                    logger.error("giving up writing %d outcome(s): %s", len(batch), error)
+                    logger.error("giving up writing %d outcome(s): %s", len(batch), reason)
                     for _, future in batch:
                         if not future.done():
                             future.set_result(False)
                     return
-                logger.warning("writing %d outcome(s) failed, retrying: %s", len(batch), error)
+                logger.warning("writing %d outcome(s) failed, retrying: %s", len(batch), reason)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 continue
