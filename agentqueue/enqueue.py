@@ -13,13 +13,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from agentqueue import config
 from agentqueue.backends.base import InsertJob
 from agentqueue.errors import InvalidArgument
 from agentqueue.models import JobOptions, JobTypeInfo, NewJob
-from agentqueue.registry import check_plain_json, payload_value, validate_stored
+from agentqueue.registry import HandlerSpec, check_plain_json, payload_value, validate_stored
 
 if TYPE_CHECKING:
     from agentqueue.queue import Queue
@@ -34,12 +34,15 @@ class JobId(int):
     `created` is False when an `idempotency_key` matched an existing job, whose id this is.
     """
 
-    created: bool
+    created: bool = True
+    """Set on the instance only when False: most ids are new jobs', and this saves a write
+    per id on the enqueue path."""
 
     def __new__(cls, value: int, created: bool = True) -> JobId:
         """Make the id `value`; `created` False for an idempotency-key duplicate."""
         job_id = super().__new__(cls, value)
-        job_id.created = created
+        if not created:
+            job_id.created = False
         return job_id
 
     def __repr__(self) -> str:
@@ -62,6 +65,123 @@ def parse_new_job(job: NewJob | dict[str, Any]) -> NewJob:
         from agentqueue.queue import invalid_from  # the queue module imports this one
 
         raise invalid_from(error, "job") from None
+
+
+_JOBS = TypeAdapter(list[NewJob])
+
+
+def parse_new_jobs(jobs: Sequence[NewJob | dict[str, Any]]) -> list[NewJob]:
+    """Return `jobs` as `NewJob`s, validated in one call; raise `InvalidArgument` naming the
+    bad fields of the first bad job (the error it gets alone)."""
+    if all(isinstance(job, NewJob) for job in jobs):
+        return list(jobs)  # pyright: ignore[reportReturnType]  (checked just above)
+    raws: list[Any] = []
+    for job in jobs:
+        if isinstance(job, NewJob):
+            raws.append(job)
+        else:
+            raw = dict(job)
+            raw["payload"] = payload_value(raw.get("payload", {}))
+            raws.append(raw)
+    try:
+        return _JOBS.validate_python(raws)
+    except ValidationError:
+        return [parse_new_job(job) for job in jobs]  # raises the first job's own error
+
+
+_PICKED: dict[str, Any] = {
+    "priority": 0,
+    "max_attempts": config.DEFAULT_MAX_ATTEMPTS,
+    "retry_delay": config.DEFAULT_RETRY_DELAY,
+    "retry_backoff": config.DEFAULT_RETRY_BACKOFF,
+    "retry_delay_max": config.DEFAULT_RETRY_DELAY_MAX,
+    "timeout": None,
+    "force_kill_on_timeout": False,
+    "idempotency_window": None,
+    "group": None,
+    "dead_letter_job_type": None,
+}
+"""The options a job takes from itself, else its type's defaults, else these fallbacks."""
+
+_PICKED_NAMES = frozenset(_PICKED)
+
+
+class _TypeDefaults:
+    """What every job of one type in a batch starts from: how its payload is validated, its
+    default queue and the picked options' default values."""
+
+    __slots__ = ("queue", "spec", "stored", "values")
+
+    def __init__(
+        self, spec: HandlerSpec | None, stored: JobTypeInfo | None, defaults: JobOptions
+    ) -> None:
+        self.spec = spec
+        self.stored = stored
+        self.queue = defaults.queue or config.DEFAULT_QUEUE
+        self.values: dict[str, Any] = {}
+        for name, fallback in _PICKED.items():
+            default = getattr(defaults, name)
+            self.values[name] = default if default is not None else fallback
+        self.values["force_kill_on_timeout"] = bool(self.values["force_kill_on_timeout"])
+
+
+class _BatchTypes:
+    """The `_TypeDefaults` of each job type of one batch, looked up once per type."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.known: dict[str, _TypeDefaults] = {}
+
+    async def get(self, job_type: str) -> _TypeDefaults:
+        """The job type's defaults (resolved on its first job in the batch)."""
+        kind = self.known.get(job_type)
+        if kind is None:
+            spec = self.resolver.queue.registry.get(job_type)
+            stored = None if spec is not None else await self.resolver.stored_type(job_type)
+            kind = _TypeDefaults(spec, stored, await self.resolver.defaults(job_type))
+            self.known[job_type] = kind
+        return kind
+
+
+def _dependencies(
+    job: NewJob, index: int, refs: dict[str, int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The job's prerequisites (existing ids, indexes of earlier jobs of the batch); records
+    its own ref in `refs`."""
+    ids: list[int] = []
+    batch: list[int] = []
+    for item in job.depends_on:
+        if isinstance(item, int):
+            ids.append(item)
+        elif item in refs:
+            batch.append(refs[item])
+        else:
+            raise InvalidArgument(
+                f"job {index} depends on {item!r}, which is not the ref of an earlier "
+                "job in this add_jobs call: list a job before the jobs that depend on "
+                "it (dependencies cannot form a cycle)"
+            )
+    if job.ref is not None:
+        if job.ref in refs:
+            raise InvalidArgument(f"ref {job.ref!r} is given to two jobs of this call")
+        refs[job.ref] = index
+    return tuple(ids), tuple(batch)
+
+
+def _check_plain(payload: Any) -> None:
+    try:
+        check_plain_json(payload)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"payload must be plain JSON data: {error}") from None
+
+
+def _all_plain_json(payloads: list[Any]) -> bool:
+    """Whether every payload is plain JSON data (`check_plain_json`), checked in one call."""
+    try:
+        check_plain_json(payloads)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 class Resolver:
@@ -113,8 +233,14 @@ class Resolver:
         """Resolve one job that names no batch refs (see `resolve_batch`)."""
         return (await self.resolve_batch([job]))[0]
 
-    async def resolve_batch(self, jobs: Sequence[NewJob | dict[str, Any]]) -> list[InsertJob]:
-        """Resolve the jobs of one `add_jobs` call, in order.
+    async def resolve_batch(
+        self,
+        jobs: Sequence[NewJob | dict[str, Any]],
+        *,
+        origin: dict[str, Any] | None = None,
+    ) -> list[InsertJob]:
+        """Resolve the jobs of one `add_jobs` call, in order; `origin` (JSON data) is given to
+        each of them.
 
         A `depends_on` entry that is a string names the `ref` of an earlier job of the same
         call; a job can only depend on jobs that exist or come before it, so a cycle cannot
@@ -124,75 +250,60 @@ class Resolver:
             PayloadInvalid: a payload does not match its job type's schema.
             InvalidArgument: a malformed option, an unknown or later ref, a duplicate ref.
         """
-        parsed = [parse_new_job(job) for job in jobs]
+        parsed = parse_new_jobs(jobs)
+        payloads = [payload_value(job.payload) for job in parsed]
+        # One encoding for the whole batch in the common case; when it fails, each job is
+        # checked in turn below so the error is the one the first bad job gets alone.
+        plain = _all_plain_json(payloads)
+        types = _BatchTypes(self)
         refs: dict[str, int] = {}
         resolved: list[InsertJob] = []
         for index, job in enumerate(parsed):
-            ids: list[int] = []
-            batch: list[int] = []
-            for item in job.depends_on:
-                if isinstance(item, int):
-                    ids.append(item)
-                elif item in refs:
-                    batch.append(refs[item])
-                else:
-                    raise InvalidArgument(
-                        f"job {index} depends on {item!r}, which is not the ref of an earlier "
-                        "job in this add_jobs call: list a job before the jobs that depend on "
-                        "it (dependencies cannot form a cycle)"
-                    )
-            if job.ref is not None:
-                if job.ref in refs:
-                    raise InvalidArgument(f"ref {job.ref!r} is given to two jobs of this call")
-                refs[job.ref] = index
-            resolved.append(await self._resolve_one(job, tuple(ids), tuple(batch)))
+            ids, batch = _dependencies(job, index, refs)
+            resolved.append(
+                await self._resolve_one(
+                    job, payloads[index], plain, await types.get(job.job_type), ids, batch, origin
+                )
+            )
         return resolved
 
     async def _resolve_one(
-        self, job: NewJob, depends_on: tuple[int, ...], depends_on_batch: tuple[int, ...]
+        self,
+        job: NewJob,
+        payload: Any,
+        plain: bool,
+        kind: _TypeDefaults,
+        depends_on: tuple[int, ...],
+        depends_on_batch: tuple[int, ...],
+        origin: dict[str, Any] | None,
     ) -> InsertJob:
         if job.run_at is not None and job.delay is not None:
             raise InvalidArgument("give run_at or delay, not both")
-        payload = payload_value(job.payload)
-        await self.check_payload(job.job_type, payload)
-        defaults = await self.defaults(job.job_type)
-        try:
-            check_plain_json(payload)
-        except (TypeError, ValueError) as error:
-            raise InvalidArgument(f"payload must be plain JSON data: {error}") from None
-
-        def pick(name: str, fallback: Any) -> Any:
+        if kind.spec is not None:
+            kind.spec.parse(payload)
+        elif kind.stored is not None:
+            validate_stored(kind.stored, payload)
+        if not plain:
+            _check_plain(payload)
+        values = dict(kind.values)
+        for name in job.model_fields_set & _PICKED_NAMES:
             value = getattr(job, name)
-            if name in job.model_fields_set and value is not None:
-                return value
-            default = getattr(defaults, name)
-            return default if default is not None else fallback
-
-        timeout = pick("timeout", None)
-        force_kill = bool(pick("force_kill_on_timeout", False))
-        if force_kill and timeout is None:
+            if value is not None:
+                values[name] = value
+        if values["force_kill_on_timeout"] and values["timeout"] is None:
             raise InvalidArgument(
                 "force_kill_on_timeout needs a timeout (the deadline at which the child process "
                 "is killed): give timeout=seconds"
             )
-        dead_letter_type = pick("dead_letter_job_type", None)
+        dead_letter_type = values.pop("dead_letter_job_type")
         return InsertJob(
             job_type=job.job_type,
-            queue=job.queue or defaults.queue or config.DEFAULT_QUEUE,
+            queue=job.queue or kind.queue,
             payload=payload,
-            priority=pick("priority", 0),
             run_at=job.run_at,
             delay=job.delay or 0.0,
             tags=job.tags,
-            max_attempts=pick("max_attempts", config.DEFAULT_MAX_ATTEMPTS),
-            retry_delay=pick("retry_delay", config.DEFAULT_RETRY_DELAY),
-            retry_backoff=pick("retry_backoff", config.DEFAULT_RETRY_BACKOFF),
-            retry_delay_max=pick("retry_delay_max", config.DEFAULT_RETRY_DELAY_MAX),
-            timeout=timeout,
             idempotency_key=job.idempotency_key,
-            force_kill_on_timeout=force_kill,
-            idempotency_window=pick("idempotency_window", None),
-            group=pick("group", None),
             dead_letter=(
                 await self.dead_letter_spec(dead_letter_type, job.job_type)
                 if dead_letter_type is not None
@@ -201,6 +312,8 @@ class Resolver:
             depends_on=depends_on,
             depends_on_batch=depends_on_batch,
             depends_on_tags=tuple(job.depends_on_tags),
+            origin=origin,
+            **values,
         )
 
     async def dead_letter_spec(self, job_type: str, failing_type: str) -> dict[str, Any]:

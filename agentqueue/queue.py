@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -292,10 +291,8 @@ class Queue:
         `depends_on` (a job that does not exist yet has no id). `connection`, `origin`,
         `audit`: see `add_job`.
         """
-        resolved = await self.resolver.resolve_batch(jobs)
-        if origin is not None:
-            data = origin.model_dump(mode="json", exclude_none=True)
-            resolved = [dataclasses.replace(job, origin=data) for job in resolved]
+        data = None if origin is None else origin.model_dump(mode="json", exclude_none=True)
+        resolved = await self.resolver.resolve_batch(jobs, origin=data)
         store = await self._store()
         if connection is not None and not store.capabilities.transactional_enqueue:
             raise InvalidArgument(

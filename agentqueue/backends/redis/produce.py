@@ -12,21 +12,18 @@ from agentqueue.backends.redis.client import RedisClient
 
 def job_args(job: InsertJob) -> list[str]:
     """The `JOB_ARGS` (19) script arguments of one job (see _insert.lua)."""
+    delay = codec.duration_us(job.delay) if job.delay else 0
     # With an explicit run_at the client adds the delay: exact for any date, where Lua's
     # doubles are exact only for a few centuries around 1970.
-    run_at = (
-        str(codec.micros(job.run_at) + codec.duration_us(job.delay))
-        if job.run_at is not None
-        else ""
-    )
+    run_at = str(codec.micros(job.run_at) + delay) if job.run_at is not None else ""
     return [
         job.job_type,
         job.queue,
         codec.dumps(job.payload),
         str(job.priority),
         run_at,
-        str(codec.duration_us(job.delay)),
-        codec.dumps(job.tags),
+        str(delay),
+        codec.dumps(job.tags) if job.tags else "[]",
         str(job.max_attempts),
         codec.number(job.retry_delay),
         codec.flag(job.retry_backoff),
