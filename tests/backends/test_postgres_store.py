@@ -6,13 +6,23 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from agentqueue import BackendUnavailable, ConfigError, InvalidArgument, JobEvent, Queue
+from agentqueue import (
+    AgentQueueError,
+    BackendUnavailable,
+    ConfigError,
+    InvalidArgument,
+    JobEvent,
+    JobId,
+    Queue,
+)
 from agentqueue.backends.sql.postgres import PostgresBackend, parse_url
+from agentqueue.models import AuditRecord, Origin
 from tests.conftest import POSTGRES_URL, eventually
 
 
@@ -269,3 +279,34 @@ async def test_a_write_of_this_store_wakes_its_waiters_once_not_again_by_its_not
         async with asyncio.timeout(5):
             await backend.wait_for_change(5, since=before + 1)
         assert backend.change_token() > before + 1  # another's write still wakes us
+
+
+async def test_an_audited_add_commits_its_jobs_and_its_record_together_or_neither(
+    pg: Queue,
+) -> None:
+    # Jobs without keys or dependencies take the store's own pool; the record names the new
+    # ids, so it is written after them in the same transaction.
+    def record(actor: str) -> Callable[[list[JobId]], AuditRecord]:
+        return lambda ids: AuditRecord(
+            at=datetime.now(UTC),
+            actor=actor,
+            door="rest",
+            action="add_jobs",
+            result="ok",
+            details={"job_ids": [int(i) for i in ids]},
+        )
+
+    origin = Origin(door="rest", actor="a")
+    jobs = [{"job_type": "t", "tags": ["x"], "delay": 60}, {"job_type": "t"}]
+    ids = await pg.add_jobs(jobs, audit=record("a"), origin=origin)
+    [written] = await pg.list_audit()
+    assert written.details == {"job_ids": [int(i) for i in ids]}
+    first = await pg.get_job(ids[0])
+    assert first is not None
+    assert (first.tags, first.origin) == (["x"], origin)
+    # An audit row the database refuses (the actor is longer than its column) undoes the jobs.
+    with pytest.raises(AgentQueueError):
+        await pg.add_jobs(jobs, audit=record("a" * 300), origin=origin)
+    assert await _jobs_in(pg) == 2
+    assert len(await pg.list_audit()) == 1
+    assert len(await pg.backend.read_events(after=None, limit=10)) == 2

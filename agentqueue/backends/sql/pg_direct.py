@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +30,10 @@ _ADAPTER_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func"
 
 
 _CLOSE_TIMEOUT = 5.0  # seconds to wait for connections in use before closing them anyway
+
+
+After = Callable[[Sequence[Any]], "tuple[DirectStatement, Mapping[str, Any]]"]
+"""Builds the statement that follows another in its transaction, from the first one's rows."""
 
 
 class DirectError(Exception):
@@ -135,12 +139,19 @@ class DirectPool:
         connection.add_termination_listener(lambda _connection: self._server_pids.discard(pid))
 
     async def fetch(
-        self, statement: DirectStatement, params: Mapping[str, Any]
+        self,
+        statement: DirectStatement,
+        params: Mapping[str, Any],
+        *,
+        after: After | None = None,
     ) -> Sequence[Mapping[str, Any]]:
         """Run `statement` in autocommit (it is its own transaction) and return its rows.
 
+        `after(rows)`: a second statement and its parameters, built from the first one's rows;
+        both then run in one transaction (e.g. an audit record naming the new ids).
+
         Raises:
-            DirectError: the server refused the statement or could not be reached.
+            DirectError: the server refused a statement or could not be reached.
         """
         import asyncpg
 
@@ -151,7 +162,13 @@ class DirectPool:
         try:
             pool = await self._opened()
             async with pool.acquire() as connection:
-                return await connection.fetch(statement.sql, *statement.arguments(params))
+                if after is None:
+                    return await connection.fetch(statement.sql, *statement.arguments(params))
+                async with connection.transaction():
+                    rows = await connection.fetch(statement.sql, *statement.arguments(params))
+                    second, second_params = after(rows)
+                    await connection.execute(second.sql, *second.arguments(second_params))
+                return rows
         except asyncpg.PostgresError as error:
             sqlstate = getattr(error, "sqlstate", None)
             if pool is not None and connection_gone(sqlstate):

@@ -10,6 +10,7 @@ tests run over both.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from agentqueue.backends.base import Outcome
+from agentqueue.backends.base import InsertJob, Outcome
 from agentqueue.backends.sql.consume import claim_values
 from agentqueue.backends.sql.tables import (
     IS_PENDING,
@@ -33,36 +34,74 @@ from agentqueue.states import JobStatus
 _EVENT_COLUMNS = ["job_id", "job_type", "queue", "type", "status", "at", "data"]
 
 
-def _record_columns() -> list[sa.ColumnClause[Any]]:
-    """The columns of a new job as `jsonb_to_recordset` reads them."""
-    types: dict[str, Any] = {}
-    for column in jobs.c:
-        if column.name == "id":
-            continue
-        kind = column.type
-        if isinstance(kind, UTCDateTime):
-            types[column.name] = sa.DateTime(timezone=True)
-        elif isinstance(kind, sa.JSON):
-            types[column.name] = postgresql.JSONB()
-        else:
-            types[column.name] = kind
-    return [sa.column(name, kind) for name, kind in types.items()]
+_ARRAYS: dict[str, Any] = {
+    "queue": sa.Text(),
+    "job_type": sa.Text(),
+    "priority": sa.Integer(),
+    "run_at": sa.DateTime(timezone=True),
+    "max_attempts": sa.Integer(),
+    "timeout": sa.Float(),
+    "retry_delay": sa.Float(),
+    "retry_backoff": sa.Boolean(),
+    "retry_delay_max": sa.Float(),
+    "force_kill_on_timeout": sa.Boolean(),
+    "job_group": sa.Text(),
+    "dead_letter": sa.Text(),
+    "origin": sa.Text(),
+    "created_by": sa.Text(),
+}
+"""The columns that differ between a batch's jobs, each bound as one typed array (asyncpg
+encodes them in C); `dead_letter` and `origin` are JSON text, NULL for none."""
 
-
-_RECORD = _record_columns()
-_INSERTED = [c.name for c in _RECORD]
+_JSON_LISTS = ("payloads", "tags")
+"""The JSON columns every job has, each bound as one JSON array (one encoding per batch)."""
 
 
 def _build_insert() -> sa.Select[Any]:
-    rows = (
-        sa.func.jsonb_to_recordset(sa.bindparam("rows", type_=postgresql.JSONB))
-        .table_valued(*_RECORD)
-        .render_derived(name="r", with_types=True)
+    arrays = [
+        sa.cast(sa.bindparam(name, type_=postgresql.ARRAY(kind)), postgresql.ARRAY(kind))
+        for name, kind in _ARRAYS.items()
+    ]
+    r = sa.func.unnest(*arrays).table_valued(
+        *(sa.column(name, kind) for name, kind in _ARRAYS.items()), with_ordinality="n"
     )
+    r = r.render_derived(name="r")
+    position = sa.cast(r.c.n - 1, sa.Integer())
+
+    def element(name: str) -> sa.ColumnElement[Any]:
+        listed = sa.cast(sa.bindparam(name, type_=postgresql.JSONB()), postgresql.JSONB())
+        return listed.op("->", return_type=postgresql.JSONB())(position)
+
+    at = sa.bindparam("at", type_=UTCDateTime())
+    values: dict[str, sa.ColumnElement[Any]] = {
+        "queue": r.c.queue,
+        "job_type": r.c.job_type,
+        "payload": element("payloads"),
+        "status": sa.literal(JobStatus.PENDING.value),
+        "priority": r.c.priority,
+        "run_at": r.c.run_at,
+        "created_at": at,
+        "updated_at": at,
+        "attempts": sa.literal(0),
+        "max_attempts": r.c.max_attempts,
+        "error_history": sa.cast(sa.literal("[]"), postgresql.JSONB()),
+        "tags": element("tags"),
+        "timeout": r.c.timeout,
+        "retry_delay": r.c.retry_delay,
+        "retry_backoff": r.c.retry_backoff,
+        "retry_delay_max": r.c.retry_delay_max,
+        "progress": sa.literal(0),
+        "cancel_requested": sa.false(),
+        "force_kill_on_timeout": r.c.force_kill_on_timeout,
+        "job_group": r.c.job_group,
+        "dead_letter": sa.cast(r.c.dead_letter, postgresql.JSONB()),
+        "origin": sa.cast(r.c.origin, postgresql.JSONB()),
+        "created_by": r.c.created_by,
+    }
     inserted = (
         sa.insert(jobs)
-        # A function scan yields the array in order, so rows (and ids) follow the input order.
-        .from_select(_INSERTED, sa.select(*(rows.c[name] for name in _INSERTED)))
+        # A function scan yields the arrays in order, so rows (and ids) follow the input order.
+        .from_select(list(values), sa.select(*values.values()).select_from(r))
         .returning(jobs.c.id, jobs.c.job_type, jobs.c.queue, jobs.c.created_at, jobs.c.tags)
         .cte("inserted")
     )
@@ -91,22 +130,46 @@ def _build_insert() -> sa.Select[Any]:
 
 
 INSERT = _build_insert()
-"""Insert jobs given as one JSON array (`rows`), with their tags and `added` events; select
-the new ids in input order. One bind parameter keeps the statement's text constant, so it is
-compiled and prepared once, whatever the batch size."""
+"""Insert new jobs without idempotency keys or dependencies (those take the portable path),
+with their tags and `added` events; select the new ids in input order. The batch comes as
+one array per column (`insert_params`), so the statement's text is constant: compiled and
+prepared once, whatever the batch size."""
 
 
-def insert_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Return the parameters of `INSERT` for rows of `produce.job_values`."""
+def insert_params(new_jobs: Sequence[InsertJob], at: datetime) -> dict[str, Any]:
+    """Return the parameters of `INSERT` for jobs created at `at` (by the server's clock)."""
+    columns: dict[str, list[Any]] = {name: [] for name in _ARRAYS}
+    for job in new_jobs:
+        run_at = job.run_at or at
+        columns["run_at"].append(run_at + timedelta(seconds=job.delay) if job.delay else run_at)
+        columns["dead_letter"].append(
+            None if job.dead_letter is None else json.dumps(job.dead_letter)
+        )
+        columns["origin"].append(None if job.origin is None else json.dumps(job.origin))
+        columns["created_by"].append(None if job.origin is None else job.origin["actor"])
+    for name in _COPIED:
+        columns[name] = [getattr(job, name) for job in new_jobs]
+    columns["job_group"] = [job.group for job in new_jobs]
     return {
-        "rows": [
-            {
-                name: value.isoformat() if isinstance(value, datetime) else value
-                for name, value in row.items()
-            }
-            for row in rows
-        ]
+        **columns,
+        "at": at,
+        "payloads": [job.payload for job in new_jobs],
+        "tags": [job.tags for job in new_jobs],
     }
+
+
+_COPIED = (
+    "queue",
+    "job_type",
+    "priority",
+    "max_attempts",
+    "timeout",
+    "retry_delay",
+    "retry_backoff",
+    "retry_delay_max",
+    "force_kill_on_timeout",
+)
+"""The `INSERT` arrays that are an `InsertJob` field as it is."""
 
 
 def _claim_parts(by_queue: bool, by_types: bool) -> tuple[sa.CTE, sa.CTE]:

@@ -35,7 +35,7 @@ from sqlalchemy.pool import StaticPool
 
 from agentqueue.backends.base import Capabilities, InsertJob, InsertResult, Outcome, OutcomeKind
 from agentqueue.backends.signal import ChangeSignal
-from agentqueue.backends.sql import migrations, pg_statements, produce
+from agentqueue.backends.sql import migrations, pg_statements
 from agentqueue.backends.sql.admin_store import insert_audit
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
 from agentqueue.backends.sql.dialect import SqlDialect
@@ -46,6 +46,7 @@ from agentqueue.backends.sql.pg_direct import (
     connection_gone,
 )
 from agentqueue.backends.sql.rows import job_from_row, job_from_values
+from agentqueue.backends.sql.tables import audit as audit_table
 from agentqueue.backends.sql.tables import event_commits, job_events
 from agentqueue.backends.sql.tables import limits as limits_table
 from agentqueue.backends.sql.transactions import always
@@ -74,6 +75,24 @@ _STALE_ROWS = 1000  # changed rows (beyond 10% of the table) that make its stati
 _DIRECT_INSERT = DirectStatement(pg_statements.INSERT)
 _DIRECT_CLAIM = DirectStatement(pg_statements.claim_any())
 _DIRECT_COMPLETE = DirectStatement(pg_statements.COMPLETE)
+_DIRECT_AUDIT = DirectStatement(
+    audit_table.insert()
+    .values({c.name: sa.bindparam(c.name, type_=c.type) for c in audit_table.c if c.name != "id"})
+    .returning(audit_table.c.id)
+)
+
+
+def _audit_after(
+    audit: Callable[[list[InsertResult]], AuditRecord],
+) -> Callable[[Sequence[Any]], tuple[DirectStatement, dict[str, Any]]]:
+    """The audit insert that follows a direct job insert in its transaction (the record
+    names the new ids, so it is built from the insert's rows)."""
+
+    def after(rows: Sequence[Any]) -> tuple[DirectStatement, dict[str, Any]]:
+        record = audit([InsertResult(row[0], created=True) for row in rows])
+        return _DIRECT_AUDIT, record.model_dump(exclude={"id"})
+
+    return after
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,8 +503,8 @@ class PostgresBackend(SqlBackend):
         connection: Any = None,
         audit: Callable[[list[InsertResult]], AuditRecord] | None = None,
     ) -> list[InsertResult]:
-        """See `Backend.insert_jobs`: one statement when no idempotency key is involved (in
-        autocommit; with `audit`, it and the audit insert in one transaction: one commit)."""
+        """See `Backend.insert_jobs`: one statement when no idempotency key or dependency is
+        involved (in autocommit; with `audit`, it and the audit insert in one transaction)."""
         portable = connection is not None or any(
             job.idempotency_key is not None
             or job.depends_on
@@ -496,17 +515,19 @@ class PostgresBackend(SqlBackend):
         if portable or not new_jobs:
             return await super().insert_jobs(new_jobs, now=now, connection=connection, audit=audit)
 
-        def params_at(at: datetime) -> dict[str, Any]:
-            return pg_statements.insert_params([produce.job_values(job, at) for job in new_jobs])
+        direct = self._direct
+        if direct is not None:
+            params = pg_statements.insert_params(new_jobs, await self._server_now(now))
+            after = None if audit is None else _audit_after(audit)
+            rows = await self._one_statement(
+                lambda: direct.fetch(_DIRECT_INSERT, params, after=after), always
+            )
+            return [InsertResult(row["id"], created=True) for row in rows]
 
-        # With an audit record the two inserts commit together: one transaction on the engine.
-        if self._direct is not None and audit is None:
-            params = params_at(await self._server_now(now))
-            rows = await self._direct_fetch(self._direct, _DIRECT_INSERT, params)
-            return [InsertResult(row[0], created=True) for row in rows]
-
+        # A caller's engine (`from_engine`): the same statement through SQLAlchemy.
         def work(conn: sa.Connection) -> list[InsertResult]:
-            ids = conn.execute(pg_statements.INSERT, params_at(self.dialect.now(conn, now)))
+            params = pg_statements.insert_params(new_jobs, self.dialect.now(conn, now))
+            ids = conn.execute(pg_statements.INSERT, params)
             results = [InsertResult(job_id, created=True) for job_id in ids.scalars()]
             if audit is not None:
                 insert_audit(conn, audit(results))
