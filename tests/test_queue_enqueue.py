@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from agentqueue import FrozenClock, InvalidArgument, NewJob, PayloadInvalid, Queue
+from agentqueue.models import Origin
 from agentqueue.states import JobStatus
 
 
@@ -435,3 +436,38 @@ async def test_a_handler_can_give_its_jobs_an_idempotency_window(store_url: str)
         second = await queue.add_job("sync", idempotency_key="user-1")
         assert second.created
         assert second != first
+
+
+async def test_a_batch_of_jobs_with_different_options_stores_each_one_as_given(
+    queue: Queue,
+) -> None:
+    # One insert statement carries every job's values (PostgreSQL: one array per column;
+    # SQLite: one executemany): each job must get its own.
+    run_at = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    given: list[dict[str, Any]] = [
+        {},
+        {"tags": ["a", "b"], "priority": 5, "delay": 30.5},
+        {"run_at": run_at, "timeout": 2.5, "max_attempts": 7, "retry_delay": 1.5},
+        {"retry_backoff": False, "retry_delay_max": 9.0, "group": "g", "queue": "other"},
+        {"dead_letter_job_type": "dead", "force_kill_on_timeout": True, "timeout": 1.0},
+    ]
+    origin = Origin(door="rest", actor="me")
+    ids = await queue.add_jobs(
+        [{"job_type": "t", "payload": {"n": i}, **o} for i, o in enumerate(given)], origin=origin
+    )
+    jobs = [job for job in [await queue.get_job(job_id) for job_id in ids] if job is not None]
+    assert [job.payload for job in jobs] == [{"n": i} for i in range(5)]
+    for options, job in zip(given, jobs, strict=True):
+        assert job.origin == origin
+        for name, value in options.items():
+            if name != "delay":
+                assert getattr(job, name) == value, name
+    plain, delayed, timed, _grouped, dead = jobs
+    assert (plain.queue, plain.priority, plain.tags, plain.group) == ("default", 0, [], None)
+    assert delayed.run_at - delayed.created_at == timedelta(seconds=30.5)
+    assert (timed.run_at, timed.timeout) == (run_at, 2.5)
+    assert (dead.dead_letter_job_type, dead.timeout, plain.dead_letter_job_type) == (
+        "dead",
+        1.0,
+        None,
+    )

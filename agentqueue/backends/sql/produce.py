@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 from agentqueue.backends.base import InsertJob, InsertResult
 from agentqueue.backends.sql import flow
 from agentqueue.backends.sql.rows import event_row, insert_events
-from agentqueue.backends.sql.tables import job_tags, jobs
+from agentqueue.backends.sql.tables import UTCDateTime, job_events, job_tags, jobs, to_micros
 from agentqueue.models import EventType
 from agentqueue.states import JobStatus
 
@@ -63,8 +65,7 @@ def insert(
                 row["status"] = JobStatus.BLOCKED.value
             if fresh_index in plan.batch_prerequisites:
                 row["has_dependents"] = True
-    inserted = conn.execute(jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True), rows)
-    ids = [row.id for row in inserted]
+    ids = _insert_rows(conn, rows)
     for slot, fresh_index in slots:
         results[slot] = InsertResult(ids[fresh_index], results[slot].created)
     if plan is not None:
@@ -76,14 +77,109 @@ def insert(
     ]
     if tag_rows:
         conn.execute(job_tags.insert(), tag_rows)
-    insert_events(
-        conn,
-        [
-            event_row({"id": job_id, **row}, EventType.ADDED, JobStatus(row["status"]), at)
-            for row, job_id in zip(rows, ids, strict=True)
-        ],
-    )
+    if conn.dialect.name == "sqlite":
+        micros = to_micros(at)
+        conn.exec_driver_sql(
+            _SQLITE_EVENTS,
+            [
+                (job_id, row["job_type"], row["queue"], _ADDED, row["status"], micros, "{}")
+                for row, job_id in zip(rows, ids, strict=True)
+            ],
+        )
+    else:
+        insert_events(
+            conn,
+            [
+                event_row({"id": job_id, **row}, EventType.ADDED, JobStatus(row["status"]), at)
+                for row, job_id in zip(rows, ids, strict=True)
+            ],
+        )
     return results
+
+
+def _insert_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert `aq_jobs` rows; return their ids in input order."""
+    if conn.dialect.name != "sqlite":
+        inserted = conn.execute(
+            jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True), rows
+        )
+        return [row.id for row in inserted]
+    # SQLite cannot promise RETURNING's order in a multi-row insert, so SQLAlchemy inserts such
+    # rows one statement at a time, with its type processing per value: most of a batch's
+    # time. One executemany of plain tuples instead; in this write transaction (the only
+    # writer) each new rowid is the previous one plus one, so the ids end at the last rowid.
+    before = conn.exec_driver_sql("SELECT max(id) FROM aq_jobs").scalar() or 0
+    insert = _sqlite_insert(rows[0])
+    conn.exec_driver_sql(insert.sql, [insert.values(row) for row in rows])
+    last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    first = last - len(rows) + 1
+    if first <= before:  # rowids past the largest one are chosen at random: never here
+        raise RuntimeError("SQLite gave the new jobs ids that do not follow each other")
+    return list(range(first, last + 1))
+
+
+class _SqliteInsert:
+    """The raw SQLite insert of `aq_jobs` rows with the columns `job_values` gives, and what
+    SQLAlchemy's types make of each value there: JSON text (None as JSON null, as `sa.JSON`
+    stores it) and epoch microseconds."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        compiled = jobs.insert().compile(dialect=sqlite.dialect(), column_keys=list(names))
+        self.sql = str(compiled)
+        self.converters: list[tuple[str, Any]] = []
+        for name in compiled.positiontup or ():  # the table's column order
+            kind = jobs.c[name].type
+            if isinstance(kind, UTCDateTime):
+                self.converters.append((name, _micros))
+            elif isinstance(kind, sa.JSON):
+                self.converters.append((name, _json))
+            else:
+                self.converters.append((name, None))
+
+    def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        """The statement's parameters for one row."""
+        return tuple(
+            row[name] if convert is None else convert(row[name])
+            for name, convert in self.converters
+        )
+
+
+def _json(value: Any) -> str:
+    # Most of a new job's JSON columns are None or empty: no encoder call for them.
+    if value is None:
+        return "null"
+    if value == [] and type(value) is list:
+        return "[]"
+    return json.dumps(value)
+
+
+def _micros(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; pass an aware one")
+    return to_micros(value)
+
+
+_SQLITE_INSERTS: dict[tuple[str, ...], _SqliteInsert] = {}
+"""By the row's column names (always those of `job_values`): built once."""
+
+
+def _sqlite_insert(row: dict[str, Any]) -> _SqliteInsert:
+    names = tuple(row)
+    insert = _SQLITE_INSERTS.get(names)
+    if insert is None:
+        insert = _SQLITE_INSERTS[names] = _SqliteInsert(names)
+    return insert
+
+
+_SQLITE_EVENTS = str(
+    job_events.insert().compile(
+        dialect=sqlite.dialect(),
+        column_keys=["job_id", "job_type", "queue", "type", "status", "at", "data"],
+    )
+)
+_ADDED = EventType.ADDED.value
 
 
 def _has_deps(fresh: Sequence[InsertJob]) -> bool:
