@@ -254,6 +254,29 @@ async def test_add_jobs_stores_nothing_when_one_item_is_invalid(queue: Queue) ->
     await assert_nothing_stored(queue)
 
 
+async def test_a_bad_batch_gets_the_error_its_first_bad_job_gets_alone(queue: Queue) -> None:
+    # The batch is parsed and checked for plain JSON in one call each; a failure there must
+    # still name the first bad job's own problem, in input order.
+    register_email(queue)
+    nan = {"job_type": "plain", "payload": {"x": float("nan")}}
+    unmatched = {"job_type": "send_email", "payload": {"to": "a@x.io"}}
+    with pytest.raises(PayloadInvalid) as schema:
+        await queue.add_jobs([{"job_type": "plain"}, unmatched, nan])
+    assert schema.value.job_type == "send_email"
+    with pytest.raises(InvalidArgument, match="plain JSON"):
+        await queue.add_jobs([{"job_type": "plain"}, nan, unmatched])
+    alone = None
+    try:
+        await queue.add_job("plain", priority="high")
+    except InvalidArgument as error:
+        alone = error
+    with pytest.raises(InvalidArgument) as parsed:
+        await queue.add_jobs([{"job_type": "plain"}, {"job_type": "plain", "priority": "high"}])
+    assert alone is not None
+    assert parsed.value.to_dict() == alone.to_dict()
+    await assert_nothing_stored(queue)
+
+
 async def test_add_jobs_accepts_new_job_models_and_dicts_mixed(queue: Queue) -> None:
     ids = await queue.add_jobs(
         [
