@@ -302,8 +302,8 @@ def job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
         "retry_delay_max": job.retry_delay_max,
         "progress": 0,
         "cancel_requested": False,
-        # Every column, defaults too: PostgreSQL's one-statement insert (pg_statements.INSERT)
-        # writes NULL for a missing key.
+        # Columns with server defaults too, so every row of a batch names the same columns
+        # (SQLite's executemany binds exactly these keys).
         "force_kill_on_timeout": job.force_kill_on_timeout,
         "waiting_for": None,
         "job_group": job.group,
