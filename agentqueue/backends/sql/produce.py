@@ -108,8 +108,10 @@ def _insert_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
     # rows one statement at a time, with its type processing per value: most of a batch's
     # time. One executemany of plain tuples instead; in this write transaction (the only
     # writer) each new rowid is the previous one plus one, so the ids end at the last rowid.
-    before = conn.exec_driver_sql("SELECT max(id) FROM aq_jobs").scalar() or 0
     insert = _sqlite_insert(rows[0])
+    if len(rows) == 1:  # a single add: its rowid comes back with the statement
+        return [conn.exec_driver_sql(insert.sql, insert.values(rows[0])).lastrowid]
+    before = conn.exec_driver_sql("SELECT max(id) FROM aq_jobs").scalar() or 0
     conn.exec_driver_sql(insert.sql, [insert.values(row) for row in rows])
     last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
     first = last - len(rows) + 1
