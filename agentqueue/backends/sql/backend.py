@@ -152,10 +152,12 @@ class SqlBackend(DurableStore, CronStore, AdminStore, ABC):
             query = consume.claim_statement(queue, job_types, 1, self._at(conn, now))
             return conn.execute(query).first() is not None
 
-        if not await self._read(probe):
+        probed = self._probe_before_claim()
+        if probed and not await self._read(probe):
+            self._claimed(probed=True, found=False)
             return []
         # An empty claim (the due jobs are held by flow limits) wakes no one: see `_write`.
-        return await self._write_claim(
+        jobs = await self._write_claim(
             lambda conn: consume.claim(
                 conn,
                 self.dialect,
@@ -167,6 +169,16 @@ class SqlBackend(DurableStore, CronStore, AdminStore, ABC):
                 at=self._at(conn, now),
             )
         )
+        self._claimed(probed=probed, found=bool(jobs))
+        return jobs
+
+    def _probe_before_claim(self) -> bool:
+        """Whether `claim` reads first (a store that knows a claim will likely find work, say
+        right after another process's commit, skips the read's round trip)."""
+        return True
+
+    def _claimed(self, *, probed: bool, found: bool) -> None:
+        """Told after each claim whether it read first and whether it found work."""
 
     async def _write_claim(self, work: Work[list[Job]]) -> list[Job]:
         """Run a claim's write transaction (waking local waiters only when it claimed).

@@ -10,9 +10,10 @@ a small pool of reader threads. Across processes, `BEGIN IMMEDIATE` takes the wr
 front (a deferred transaction that upgrades later can fail with SQLITE_BUSY that no busy
 handler retries) and `busy_timeout` absorbs the wait.
 
-SQLite has no notification channel. A watcher thread polls `PRAGMA data_version` (a counter that
-changes when another connection commits: a few microseconds, no table read) every
-`poll_interval` and wakes waiting tasks; commits from this process wake them at once.
+SQLite has no notification channel. A watcher thread reads `PRAGMA data_version` (a counter that
+changes when another connection commits: a few microseconds, no table read) and wakes waiting
+tasks; commits from this process wake them at once. On Linux it sleeps on inotify until one of
+the database's files is written (`file_watch.py`), elsewhere it polls every `poll_interval`.
 
 `memory://` (or `sqlite:///:memory:`) is the same store on one private in-memory database, for
 tests and demos: every operation runs on its single connection, on the one writer thread.
@@ -21,6 +22,8 @@ tests and demos: every operation runs on its single connection, on the one write
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -42,10 +45,25 @@ from agentqueue.backends.base import Capabilities, Outcome
 from agentqueue.backends.signal import ChangeSignal
 from agentqueue.backends.sql import consume
 from agentqueue.backends.sql.backend import SqlBackend, T, Work
+from agentqueue.backends.sql.file_watch import FileWatch
 from agentqueue.backends.sql.group_commit import GroupCommit
 from agentqueue.backends.sql.transactions import always
 from agentqueue.errors import BackendUnavailable, ConfigError, StoreFull
 from agentqueue.models import Job
+
+logger = logging.getLogger(__name__)
+
+# The data_version watcher on inotify (see `SqliteBackend._watch`): the first check after a write
+# comes this soon, later ones at doubling intervals up to `_MAX_STEP`, for `_SETTLE` seconds
+# after the last write (an fsync under load can take tens of ms); between writes, a check every
+# `_SAFETY_CHECK` in case a file event went missing. A commit seen with no file event for
+# `_QUIET` seconds is a miss; after `_MISSES_BEFORE_POLLING` of them the watcher polls.
+_FIRST_STEP = 0.0001
+_MAX_STEP = 0.0005
+_SETTLE = 0.05
+_SAFETY_CHECK = 0.25
+_QUIET = 1.0
+_MISSES_BEFORE_POLLING = 3
 
 _SYNCHRONOUS = {"off": "OFF", "normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
 
@@ -151,6 +169,16 @@ class SqliteBackend(SqlBackend):
         self._writer_conn: sa.Connection | None = None
         self._signal = ChangeSignal()
         self._watcher: threading.Thread | None = None
+        self._file_watch: FileWatch | None = None
+        # Write transactions this process's writer began (only its thread writes it), the
+        # count the watcher last saw, commits the watcher saw that none of them explain (only
+        # its thread writes those), and that count as the last claim acted on it: see
+        # `_watch_versions` and `_probe_before_claim`.
+        self._own_writes = 0
+        self._own_writes_seen = 0
+        self._foreign_commits = 0
+        self._claimed_after = 0
+        self._skipping_pays = True
         self._stop_watcher = threading.Event()
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
@@ -246,6 +274,24 @@ class SqliteBackend(SqlBackend):
 
         return await self._write(work)
 
+    def _probe_before_claim(self) -> bool:
+        """See `SqlBackend._probe_before_claim`: the first claim after another connection
+        committed (most likely an enqueue: the reason the worker woke) goes straight to the
+        write; a claim woken by this process's own commits, or by the poll, reads first."""
+        seen = self._foreign_commits
+        if seen == self._claimed_after:
+            return True
+        self._claimed_after = seen
+        return not self._skipping_pays
+
+    def _claimed(self, *, probed: bool, found: bool) -> None:
+        """See `SqlBackend._claimed`. Where other processes' commits are mostly not enqueues
+        (other workers' claims and outcomes), claims that skip the read find nothing and only
+        queue for the write lock: after one such, claims read first again until one finds
+        work."""
+        if not probed or found:
+            self._skipping_pays = found
+
     async def _write_claim(self, work: Work[list[Job]]) -> list[Job]:
         """See `SqlBackend._write_claim`: with `synchronous` FULL or EXTRA a claim commits at
         NORMAL (in WAL mode: no fsync; safe across a process crash, lost only with the OS or
@@ -293,6 +339,7 @@ class SqliteBackend(SqlBackend):
         pause = 0.0002
         while True:
             started = False
+            self._own_writes += 1  # before it can commit: see `_watch_versions`
             try:
                 with conn.begin():
                     started = True
@@ -360,23 +407,78 @@ class SqliteBackend(SqlBackend):
         self._watcher.start()
 
     def _watch(self, path: str, stop: threading.Event) -> None:
-        """Poll `PRAGMA data_version` and wake the loop when another connection committed."""
+        """Wake the loop when another connection committed (`PRAGMA data_version` changed).
+
+        Where inotify works, the thread sleeps until one of the database's files is written and
+        then checks the version in short, growing steps (a WAL commit becomes visible after its
+        last write: after the fsync and the shared-memory index update, which no file event
+        reports), with a slow check in between as a safety net; elsewhere it checks every
+        `poll_interval`.
+        """
         try:
             conn = sqlite3.connect(path, check_same_thread=False)
         except sqlite3.Error:
             return
+        target = Path(os.path.abspath(path))
+        files = FileWatch.open(
+            str(target.parent), [target.name + suffix for suffix in ("", "-wal", "-journal")]
+        )
+        self._file_watch = files
         try:
-            last = conn.execute("PRAGMA data_version").fetchone()[0]
-            while not stop.wait(self.options.poll_interval):
-                try:
-                    version = conn.execute("PRAGMA data_version").fetchone()[0]
-                except sqlite3.Error:
-                    continue
-                if version != last:
-                    last = version
-                    self._signal.notify_threadsafe()
+            self._watch_versions(conn, files, stop)
         finally:
+            self._file_watch = None
+            if files is not None:
+                files.close()
             conn.close()
+
+    def _watch_versions(
+        self, conn: sqlite3.Connection, files: FileWatch | None, stop: threading.Event
+    ) -> None:
+        poll = self.options.poll_interval
+        self._own_writes_seen = self._own_writes
+        last = conn.execute("PRAGMA data_version").fetchone()[0]
+        step: float | None = None  # checking closely after a write; None: asleep on inotify
+        written_at = 0.0
+        misses = 0
+        while not stop.is_set():
+            if files is None:
+                if stop.wait(poll):
+                    return
+                written = False
+            elif step is None:
+                written = files.wait(_SAFETY_CHECK)
+            else:
+                if stop.wait(step):
+                    return
+                written = files.drain()
+            now = time.monotonic()
+            if written:
+                step, written_at = _FIRST_STEP, now
+            elif step is not None:
+                step = None if now - written_at > _SETTLE else min(step * 2, _MAX_STEP, poll)
+            own = self._own_writes  # read first: a write begun after it may look foreign
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if version == last:
+                continue
+            last = version
+            if own == self._own_writes_seen:  # no write of ours since the last change seen
+                self._foreign_commits += 1
+            self._own_writes_seen = own
+            self._signal.notify_threadsafe()
+            if files is not None and now - written_at > _QUIET:
+                # A commit no file event announced: this file system may not report other
+                # processes' writes (a network or FUSE mount). After a few, poll instead.
+                misses += 1
+                if misses >= _MISSES_BEFORE_POLLING:
+                    logger.info(
+                        "no file events for %s: polling data_version instead", self.options.path
+                    )
+                    files.close()
+                    files = self._file_watch = None
 
     def _dispose(self) -> None:
         if self._writer_conn is not None:
@@ -387,6 +489,8 @@ class SqliteBackend(SqlBackend):
     async def close(self) -> None:
         """See `Backend.close`."""
         self._stop_watcher.set()
+        if self._file_watch is not None:
+            self._file_watch.interrupt()
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.join, 1.0)
             self._watcher = None  # a reopened store starts its own (on the new loop)
