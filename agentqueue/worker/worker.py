@@ -122,6 +122,16 @@ class Lane:
         """Jobs to claim now: the free slots, plus room in the claim-ahead buffer."""
         return self.free + self.ahead - len(self.ready)
 
+    @property
+    def to_claim(self) -> int:
+        """Jobs to claim now, 0 for none: `wanted`, but with every slot busy only once half
+        the buffer has room (a claim for each job that moved from the buffer to a slot would
+        cost a store call per job)."""
+        wanted = self.wanted
+        if self.free <= 0 and wanted < max(1, self.ahead // 2):
+            return 0
+        return wanted
+
     def ran(self, seconds: float) -> None:
         """Fold one handler's run time into the moving average."""
         self.run_time = seconds if self.run_time is None else 0.8 * self.run_time + 0.2 * seconds
@@ -349,12 +359,18 @@ class Worker:
                 await self._sleep(min(self.poll_interval, 1.0))
 
     async def _claim_all(self) -> bool:
-        """Fill free slots in every lane; True when a lane got all it asked for (maybe more)."""
+        """Fill free slots and claim-ahead buffers in every lane; True when a lane got all it
+        asked for (maybe more).
+
+        A lane claims while its buffer has room, not only once a slot is free: the next batch
+        is then on its way while the held jobs run, and short jobs never wait a round trip
+        for their claim (the buffer holds at most `ahead` jobs all the same).
+        """
         more = False
         for lane in self.lanes:
-            if lane.free <= 0 or self._stopping.is_set():
+            wanted = lane.to_claim
+            if wanted <= 0 or self._stopping.is_set():
                 continue
-            wanted = lane.wanted
             more = await self._claim_into(lane, wanted) == wanted or more
         return more
 
@@ -458,6 +474,13 @@ class Worker:
         # Only on the store's own clock: the claim runs later than an injected `now` was read.
         if waiting_for_work and store is not None and self.queue.now() is None:
             return await self._claim_after_change(store, waiting_for_work, token, timeout)
+        if not waiting_for_work:
+            # Every slot busy: only `_wake` (a slot or buffer room freed, a stop) matters. A
+            # plain wait resumes this loop in the next event-loop turn; the `asyncio.wait`
+            # below takes several, and a buffer of short jobs drains in that time, so the
+            # claim ahead would start only once the buffer is empty.
+            await self._sleep_until_woken(timeout)
+            return False
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         if waiting_for_work:
             waits.append(
@@ -508,6 +531,11 @@ class Worker:
                 raise result
         return all(short) and all(lane.free <= 0 or lane in lanes for lane in self.lanes)
 
+    async def _sleep_until_woken(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
@@ -553,7 +581,7 @@ class Worker:
                 self.queue.registry.get(job.job_type),
                 self._threads,
                 self.queue.clock.now,
-                self.queue.registry.names(),
+                self.queue.registry.names,
             ),
             name=f"agentqueue-job-{job.id}",
             # Every record logged while the job runs names it (agentqueue.logs).
@@ -573,15 +601,21 @@ class Worker:
         self._fill(lane)
         if not lane.waiting:  # a lane waiting in `claim_after_change` has free slots already
             self._wake.set()
-        fields = logs.job_fields(running.job)
         if task.cancelled():
             logger.error(
-                "job %s: its task was cancelled without a reason", running.job.id, extra=fields
+                "job %s: its task was cancelled without a reason",
+                running.job.id,
+                extra=logs.job_fields(running.job),
             )
             return
         error = task.exception()
         if error is not None:
-            logger.error("job %s: the executor failed: %r", running.job.id, error, extra=fields)
+            logger.error(
+                "job %s: the executor failed: %r",
+                running.job.id,
+                error,
+                extra=logs.job_fields(running.job),
+            )
             return
         outcome = task.result()
         if isinstance(outcome, Parked):
@@ -591,7 +625,7 @@ class Worker:
             logger.warning(
                 "job %s: lease lost (expired or reclaimed); its result was dropped",
                 running.job.id,
-                extra=fields,
+                extra=logs.job_fields(running.job),
             )
             return
         writers = self._report_writers.get(running.job.id)
