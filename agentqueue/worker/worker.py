@@ -170,8 +170,8 @@ class Worker:
         handle_signals: stop on SIGTERM/SIGINT (a second signal stops at once).
         freeze_gc: while running, keep the objects alive at start (modules, the application's
             setup) out of the garbage collector's passes (`gc.freeze`, undone at stop): its
-            full passes then look only at objects made since. A drain of short jobs spends
-            about 40% less time collecting. Skipped when something already froze objects.
+            full passes then look only at objects made since. A drain of no-op jobs spent
+            about a third less time collecting. Skipped when something already froze objects.
     """
 
     def __init__(
