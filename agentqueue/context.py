@@ -90,11 +90,7 @@ class JobContext:
         self.job = job
         """The job as claimed (status processing, attempts already counting this attempt)."""
         self.worker_id = worker_id
-        self.logger = logging.LoggerAdapter(
-            logging.getLogger("agentqueue.job"),
-            {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts},
-        )
-        """A logger whose records carry job_id, job_type and attempt."""
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._loop = loop
         self._report_progress = report_progress
         self._report_output = report_output
@@ -109,6 +105,19 @@ class JobContext:
         self._tokens = 0
         self.deadline: float | None = None
         """Event-loop time at which the attempt times out (None: no timeout)."""
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry job_id, job_type and attempt."""
+        # Built on first use: most handlers never log through it, and a worker builds a
+        # context for every job it runs.
+        if self._logger is None:
+            job = self.job
+            self._logger = logging.LoggerAdapter(
+                logging.getLogger("agentqueue.job"),
+                {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts},
+            )
+        return self._logger
 
     # -- facts -------------------------------------------------------------------------------
     @property

@@ -142,16 +142,20 @@ async def execute(
     spec: HandlerSpec | None,
     threads: Executor,
     now: Callable[[], datetime],
-    known_types: list[str],
+    known_types: Callable[[], list[str]],
 ) -> Outcome | Parked | None:
-    """Run the handler of `running.job`; return its outcome (None: the lease was lost)."""
+    """Run the handler of `running.job`; return its outcome (None: the lease was lost).
+
+    `known_types` lists the job types this worker handles (read only for a job without a
+    handler, so the worker passes the function, not a list built for every job).
+    """
     job, ctx = running.job, running.ctx
     if spec is None:
         return failure(
             job,
             FailureReason.NO_HANDLER,
             f"no handler for job type {job.job_type!r} in worker {ctx.worker_id} "
-            f"(it handles: {', '.join(known_types) or 'nothing'})",
+            f"(it handles: {', '.join(known_types()) or 'nothing'})",
             now(),
             retryable=False,
         )
@@ -181,12 +185,20 @@ async def execute(
         return failure(job, FailureReason.HANDLER_ERROR, str(error), now(), trace=error.trace)
     except Exception as error:
         return _handler_failed(job, error, now())
-    output = payload_value(ctx.output_or(returned))
+    return _completed(running, returned, now)
+
+
+def _completed(running: Running, returned: Any, now: Callable[[], datetime]) -> Outcome:
+    """The outcome of a handler that returned `returned`: COMPLETE with its output, or a
+    failure when the output is not plain JSON data."""
+    output = payload_value(running.ctx.output_or(returned))
+    if output is None:  # most handlers return nothing: JSON null, nothing to check
+        return Outcome(OutcomeKind.COMPLETE, running.lease, output=None)
     try:
         check_plain_json(output)
     except (TypeError, ValueError) as error:
         return failure(
-            job,
+            running.job,
             FailureReason.HANDLER_ERROR,
             f"the handler's output is not plain JSON data: {error}",
             now(),

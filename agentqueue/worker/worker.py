@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -122,6 +123,17 @@ class Lane:
         """Jobs to claim now: the free slots, plus room in the claim-ahead buffer."""
         return self.free + self.ahead - len(self.ready)
 
+    def to_claim(self, *, while_busy: bool) -> int:
+        """Jobs to claim now, 0 for none: `wanted` once a slot is free; with every slot busy,
+        only `while_busy` and once half the buffer has room (a claim for each job that moved
+        from the buffer to a slot would cost a store call per job)."""
+        wanted = self.wanted
+        if self.free > 0:
+            return wanted
+        if not while_busy or wanted < max(1, self.ahead // 2):
+            return 0
+        return wanted
+
     def ran(self, seconds: float) -> None:
         """Fold one handler's run time into the moving average."""
         self.run_time = seconds if self.run_time is None else 0.8 * self.run_time + 0.2 * seconds
@@ -156,6 +168,10 @@ class Worker:
         prefetch_hold: see `prefetch`.
         worker_id: name recorded in `locked_by` (default host:pid:random).
         handle_signals: stop on SIGTERM/SIGINT (a second signal stops at once).
+        freeze_gc: while running, keep the objects alive at start (modules, the application's
+            setup) out of the garbage collector's passes (`gc.freeze`, undone at stop): its
+            full passes then look only at objects made since. A drain of no-op jobs spent
+            about a third less time collecting. Skipped when something already froze objects.
     """
 
     def __init__(
@@ -176,6 +192,7 @@ class Worker:
         prefetch_hold: float = 1.0,
         worker_id: str | None = None,
         handle_signals: bool = True,
+        freeze_gc: bool = True,
     ) -> None:
         concurrency = concurrency or config.env_int(
             "AGENTQUEUE_CONCURRENCY", config.DEFAULT_CONCURRENCY
@@ -210,6 +227,7 @@ class Worker:
         self.ack_delay = ack_delay
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.handle_signals = handle_signals
+        self.freeze_gc = freeze_gc
         self.counts: Counter[str] = Counter()
         """Outcomes applied by this worker, by kind (complete, retry, fail, release, cancel)."""
         self._running: dict[int, Running] = {}
@@ -260,6 +278,7 @@ class Worker:
             give_up_after=self.lease_seconds,
         )
         removers = self._install_signals()
+        frozen = self._freeze_gc()
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="agentqueue-heartbeat")
         loops = [heartbeat]
         if not once:
@@ -303,8 +322,19 @@ class Worker:
                 await asyncio.wait(stuck, timeout=2.0)
             for remove in removers:
                 remove()
+            if frozen:
+                gc.unfreeze()
             logger.info("worker %s stopped: %s", self.worker_id, dict(self.counts))
         return self.counts
+
+    def _freeze_gc(self) -> bool:
+        """Freeze the objects alive now (see `freeze_gc`); True when this call froze them."""
+        if not self.freeze_gc or gc.get_freeze_count():
+            return False  # off, or frozen by the application (or another worker): left alone
+        # No collection first (a full pass can take 100 ms in a big process, and tests start
+        # many workers): garbage made before the start is freed once the worker stops.
+        gc.freeze()
+        return True
 
     def _install_signals(self) -> list[Any]:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
@@ -349,12 +379,22 @@ class Worker:
                 await self._sleep(min(self.poll_interval, 1.0))
 
     async def _claim_all(self) -> bool:
-        """Fill free slots in every lane; True when a lane got all it asked for (maybe more)."""
+        """Fill free slots and claim-ahead buffers in every lane; True when a lane got all it
+        asked for (maybe more).
+
+        A lane claims while its buffer has room, not only once a slot is free: the next batch
+        is then on its way while the held jobs run, and short jobs do not wait a round trip
+        for their claim (the buffer holds at most `ahead` jobs all the same). Not on a store
+        that finishes with a claim (SQLite): there a claim waits for a free slot and carries
+        the outcomes of the jobs that freed it, one commit for both; a claim ahead of them
+        would cost a commit of its own.
+        """
         more = False
+        while_busy = self._finishes_with_claim is None
         for lane in self.lanes:
-            if lane.free <= 0 or self._stopping.is_set():
+            wanted = lane.to_claim(while_busy=while_busy)
+            if wanted <= 0 or self._stopping.is_set():
                 continue
-            wanted = lane.wanted
             more = await self._claim_into(lane, wanted) == wanted or more
         return more
 
@@ -458,6 +498,14 @@ class Worker:
         # Only on the store's own clock: the claim runs later than an injected `now` was read.
         if waiting_for_work and store is not None and self.queue.now() is None:
             return await self._claim_after_change(store, waiting_for_work, token, timeout)
+        if not waiting_for_work and self._finishes_with_claim is None:
+            # Every slot busy: only `_wake` (a slot or buffer room freed, a stop) matters. A
+            # plain wait resumes this loop in the next event-loop turn; the `asyncio.wait`
+            # below takes several, and a buffer of short jobs drains in that time, so the
+            # claim ahead would start only once the buffer is empty. (A store that finishes
+            # with a claim gains from the later wake: the claim carries more outcomes.)
+            await self._sleep_until_woken(timeout)
+            return False
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         if waiting_for_work:
             waits.append(
@@ -508,6 +556,11 @@ class Worker:
                 raise result
         return all(short) and all(lane.free <= 0 or lane in lanes for lane in self.lanes)
 
+    async def _sleep_until_woken(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
@@ -553,7 +606,7 @@ class Worker:
                 self.queue.registry.get(job.job_type),
                 self._threads,
                 self.queue.clock.now,
-                self.queue.registry.names(),
+                self.queue.registry.names,
             ),
             name=f"agentqueue-job-{job.id}",
             # Every record logged while the job runs names it (agentqueue.logs).
@@ -573,15 +626,21 @@ class Worker:
         self._fill(lane)
         if not lane.waiting:  # a lane waiting in `claim_after_change` has free slots already
             self._wake.set()
-        fields = logs.job_fields(running.job)
         if task.cancelled():
             logger.error(
-                "job %s: its task was cancelled without a reason", running.job.id, extra=fields
+                "job %s: its task was cancelled without a reason",
+                running.job.id,
+                extra=logs.job_fields(running.job),
             )
             return
         error = task.exception()
         if error is not None:
-            logger.error("job %s: the executor failed: %r", running.job.id, error, extra=fields)
+            logger.error(
+                "job %s: the executor failed: %r",
+                running.job.id,
+                error,
+                extra=logs.job_fields(running.job),
+            )
             return
         outcome = task.result()
         if isinstance(outcome, Parked):
@@ -591,7 +650,7 @@ class Worker:
             logger.warning(
                 "job %s: lease lost (expired or reclaimed); its result was dropped",
                 running.job.id,
-                extra=fields,
+                extra=logs.job_fields(running.job),
             )
             return
         writers = self._report_writers.get(running.job.id)

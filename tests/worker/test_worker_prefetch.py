@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from worker_kit import eventually, fast_worker, running, wait_event, wait_for_status
 
 from agentqueue import JobStatus, Queue
+from agentqueue.backends.base import FinishesWithClaim
 
 
 async def _warm_up(queue: Queue, count: int = 6) -> None:
@@ -195,3 +197,69 @@ async def test_prefetch_zero_claims_only_free_slots(queue: Queue) -> None:
         gate.set()
         for job_id in ids:
             await wait_for_status(queue, job_id, JobStatus.COMPLETED)
+
+
+async def test_with_every_slot_busy_the_buffer_is_refilled_once_half_of_it_is_free(
+    queue: Queue,
+) -> None:
+    gates = {n: asyncio.Event() for n in range(12)}
+    started: list[int] = []
+
+    @queue.handler("quick")
+    async def quick(payload: dict[str, object]) -> None:
+        return None
+
+    @queue.handler("gated")
+    async def gated(payload: dict[str, int]) -> None:
+        started.append(payload["n"])
+        await asyncio.wait_for(gates[payload["n"]].wait(), 10)
+
+    worker = fast_worker(queue, concurrency=2, prefetch=4)
+    async with running(worker):
+        await _warm_up(queue)
+        first = await queue.add_jobs([{"job_type": "gated", "payload": {"n": n}} for n in range(6)])
+        # 2 running + 4 held; then 6 more wait in the store.
+        await eventually(lambda: _count_processing(queue, 6))
+        await queue.add_jobs([{"job_type": "gated", "payload": {"n": n}} for n in range(6, 12)])
+        for n in (0, 1):  # two held jobs move into the freed slots: half the buffer is free
+            running_before = len(started)
+            gates[n].set()
+            await eventually(lambda before=running_before: _started_more(started, before))
+        # On a store that finishes with a claim (SQLite) a claim waits for a free slot, so it
+        # carries outcomes: the buffer stays at 2. Elsewhere the worker claims 2 more at once,
+        # while both slots are still busy.
+        expected = 4 if isinstance(queue.backend, FinishesWithClaim) else 6
+        await eventually(lambda: _count_processing(queue, expected))
+        await asyncio.sleep(0.3)  # and no more than that
+        assert len(await _processing(queue)) == expected
+        assert len(worker.running_jobs) == 2
+        for gate in gates.values():
+            gate.set()
+        for job_id in first:
+            await wait_for_status(queue, job_id, JobStatus.COMPLETED)
+
+
+async def _count_processing(queue: Queue, count: int) -> bool:
+    return len(await _processing(queue)) == count
+
+
+async def _started_more(started: list[int], before: int) -> bool:
+    return len(started) > before
+
+
+async def test_the_worker_freezes_the_collector_only_while_it_runs(queue: Queue) -> None:
+    seen: list[int] = []
+
+    @queue.handler("look")
+    async def look(payload: dict[str, object]) -> None:
+        seen.append(gc.get_freeze_count())
+
+    assert gc.get_freeze_count() == 0
+    for freeze in (True, False):
+        worker = fast_worker(queue, freeze_gc=freeze)
+        async with running(worker):
+            job_id = await queue.add_job("look")
+            await wait_for_status(queue, job_id, JobStatus.COMPLETED)
+        assert gc.get_freeze_count() == 0
+    assert seen[0] > 0
+    assert seen[1] == 0

@@ -16,6 +16,18 @@ from agentqueue.models import ErrorRecord, Job, JobEvent, JobTypeInfo, Token
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+_TEXTS = (
+    "queue",
+    "job_type",
+    "status",
+    "locked_by",
+    "last_error",
+    "failure_reason",
+    "idempotency_key",
+    "progress_message",
+    "waiting_for",
+    "group",
+)
 _INTS = ("id", "priority", "attempts", "max_attempts", "progress")
 _TIMES = (
     "run_at",
@@ -103,32 +115,42 @@ def job_reply(text: str) -> Job:
     return job_from_flat(json.loads(text))
 
 
+def _json_field(text: str) -> Any:
+    """Decode a JSON field; the empty list (most jobs' tags and error history) without a
+    parse."""
+    return [] if text == "[]" else json.loads(text)
+
+
+def _dead_letter_job_type(text: str) -> str:
+    """The dead-letter job's insert arguments (JSON) hold its type first."""
+    return json.loads(text)[0]
+
+
+_JOB_FIELDS: dict[str, tuple[str, Any]] = {
+    **{name: (name, None) for name in _TEXTS},
+    **{name: (name, int) for name in _INTS},
+    **{name: (name, from_micros) for name in _TIMES},
+    **{name: (name, _json_field) for name in (*_JSON, "depends_on")},
+    **{name: (name, float) for name in _FLOATS},
+    "dead_letter": ("dead_letter_job_type", _dead_letter_job_type),
+}
+"""A job hash's field -> (the `Job` field, its decoder; None: the text as is). Booleans are
+absent here: each is set whether or not its field is (absent is False)."""
+
+
 def job_from_hash(fields: dict[str, str]) -> Job:
-    """Build a `Job` from its hash."""
-    values: dict[str, Any] = {
-        name: value
-        for name, value in fields.items()
-        if name in ("queue", "job_type", "status", "locked_by", "last_error", "failure_reason")
-        or name in ("idempotency_key", "progress_message", "waiting_for", "group")
-    }
-    if "dead_letter" in fields:  # the dead-letter job's insert arguments: its type first
-        values["dead_letter_job_type"] = json.loads(fields["dead_letter"])[0]
-    if "depends_on" in fields:
-        values["depends_on"] = json.loads(fields["depends_on"])
-    for name in _INTS:
-        if name in fields:
-            values[name] = int(fields[name])
-    for name in _TIMES:
-        if name in fields:
-            values[name] = from_micros(fields[name])
-    for name in _JSON:
-        if name in fields:
-            values[name] = json.loads(fields[name])
-    for name in _FLOATS:
-        if name in fields:
-            values[name] = float(fields[name])
-    for name in _BOOLS:
-        values[name] = fields.get(name) == "1"
+    """Build a `Job` from its hash (fields it does not know are ignored).
+
+    One pass over the hash with a decoder per field: a claim builds one per job, on the
+    worker's path to the handler.
+    """
+    values: dict[str, Any] = {name: fields.get(name) == "1" for name in _BOOLS}
+    known = _JOB_FIELDS
+    for name, value in fields.items():
+        entry = known.get(name)
+        if entry is not None:
+            target, decode = entry
+            values[target] = value if decode is None else decode(value)
     return Job.model_validate(values)
 
 

@@ -130,6 +130,10 @@ async def heartbeat(
 
 def event_data(outcome: Outcome, *, worker: str | None = None) -> str:
     """The event data of an outcome, as the SQL stores write it."""
+    if outcome.error is None and worker is None and outcome.kind is not OutcomeKind.RETRY:
+        # The common case (a completion) without building and encoding a dict: the same text
+        # `codec.dumps` writes for {"attempt": n}.
+        return f'{{"attempt":{outcome.lease.attempt:d}}}'
     data: dict[str, Any] = {"attempt": outcome.lease.attempt}
     if outcome.error is not None:
         data |= {"error": outcome.error.message, "reason": outcome.error.reason.value}
@@ -157,9 +161,9 @@ async def finish(
             str(outcome.lease.job_id),
             str(outcome.lease.attempt),
             outcome.kind.value,
-            codec.dumps(outcome.output),
+            "null" if outcome.output is None else codec.dumps(outcome.output),
             *_error_args(outcome),
-            str(codec.duration_us(outcome.retry_in)),
+            str(codec.duration_us(outcome.retry_in)) if outcome.retry_in else "0",
             event_data(outcome),
         ]
     reply = await client.run("finish", args)
