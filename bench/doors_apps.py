@@ -10,7 +10,9 @@
   its ids counted up. It is the floor: the framework and the server, no store.
 
 Both run under the same uvicorn settings (loopback, no access log, h11 and asyncio as
-installed), so the ratio of their rates is what agentqueue's request path costs.
+installed) and the way `agentqueue serve` runs uvicorn (`agentqueue.cli.serve.run_uvicorn`,
+when the agentqueue sources measured have it: an older `--baseline-src` runs plain
+`uvicorn.run`), so the ratio of their rates is what agentqueue's request path costs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentqueue import Queue
 from agentqueue.api import ApiSettings, create_app
+from agentqueue.cli import serve as serve_cli
 from agentqueue.models import JOB_TYPE_PATTERN
 
 PATH = "/api/v1/jobs"
@@ -79,9 +82,14 @@ def main() -> None:
         app = bare_app(json.loads(args.template.read_text()))
     # The MCP SDK configures a rich log handler on import; keep stderr plain and quiet.
     logging.basicConfig(level=logging.WARNING, force=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, lifespan="on"
     )
+    run = getattr(serve_cli, "run_uvicorn", None)
+    if run is None:
+        uvicorn.Server(config).run()
+    else:
+        run(config)
 
 
 if __name__ == "__main__":

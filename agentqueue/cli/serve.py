@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from typing import Annotated, Any
@@ -75,6 +76,14 @@ def serve(
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, log_config=None, lifespan="on"
     )
+    run_uvicorn(config)
+
+
+def run_uvicorn(config: Any) -> None:
+    """Serve a `uvicorn.Config` the way `agentqueue serve` does, until SIGTERM / SIGINT
+    (bench/doors.py runs its servers with this too)."""
+    import uvicorn
+
     asyncio.run(_serve(uvicorn.Server(config)))
 
 
@@ -83,6 +92,7 @@ async def _serve(server: Any) -> None:
     jobs), a second stops at once. uvicorn re-raises a signal it caught after its shutdown,
     which would end the process as killed; a clean stop should exit 0."""
     server.capture_signals = contextlib.nullcontext
+    freezing = asyncio.create_task(_freeze_when_started(server), name="agentqueue-gc-freeze")
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -93,7 +103,24 @@ async def _serve(server: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop)
-    await server.serve()
+    try:
+        await server.serve()
+    finally:
+        freezing.cancel()
+
+
+async def _freeze_when_started(server: Any) -> None:
+    """Once the app has started (imports done, queue open), move every object alive to the
+    collector's permanent generation. The app's own objects (FastAPI, pydantic, SQLAlchemy,
+    the MCP SDK: about 160 000) never die, yet a full collection walked them all every few
+    thousand requests, about 0.1 s of CPU each time (a p99 spike; some 3 % of a busy
+    server's CPU)."""
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.05)
+    gc.collect()
+    gc.freeze()
 
 
 def _demo_queue(url: str | None) -> Queue:
