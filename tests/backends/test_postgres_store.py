@@ -310,3 +310,35 @@ async def test_an_audited_add_commits_its_jobs_and_its_record_together_or_neithe
     assert await _jobs_in(pg) == 2
     assert len(await pg.list_audit()) == 1
     assert len(await pg.backend.read_events(after=None, limit=10)) == 2
+
+
+async def test_a_job_read_on_the_direct_pool_equals_the_one_read_through_the_engine(
+    pg: Queue,
+) -> None:
+    # The store's own get_job runs on its asyncpg pool; a queue on a caller's engine reads the
+    # same row through SQLAlchemy. Every field must come back the same both ways.
+    job_id = await pg.add_job(
+        "mail",
+        {"to": "a", "n": [1, 2.5, None], "deep": {"é": True}},
+        priority=3,
+        delay=60,
+        tags=["a", "b"],
+        timeout=12.5,
+        max_attempts=4,
+        group="g1",
+        dead_letter_job_type="mail.dead",
+    )
+    engine = create_async_engine(
+        POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://"),
+        connect_args={"server_settings": {"search_path": _schema(pg)}},
+    )
+    try:
+        async with Queue(engine) as through_engine:
+            direct, portable = await pg.get_job(job_id), await through_engine.get_job(job_id)
+            assert direct is not None
+            assert direct == portable
+            assert direct.tags == ["a", "b"]
+            assert direct.payload["deep"] == {"é": True}
+            assert await pg.get_job(job_id + 1000) is None
+    finally:
+        await engine.dispose()

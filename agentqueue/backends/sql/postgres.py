@@ -47,7 +47,7 @@ from agentqueue.backends.sql.pg_direct import (
 )
 from agentqueue.backends.sql.rows import job_from_row, job_from_values
 from agentqueue.backends.sql.tables import audit as audit_table
-from agentqueue.backends.sql.tables import event_commits, job_events
+from agentqueue.backends.sql.tables import event_commits, job_events, jobs
 from agentqueue.backends.sql.tables import limits as limits_table
 from agentqueue.backends.sql.transactions import always
 from agentqueue.errors import (
@@ -75,11 +75,19 @@ _STALE_ROWS = 1000  # changed rows (beyond 10% of the table) that make its stati
 _DIRECT_INSERT = DirectStatement(pg_statements.INSERT)
 _DIRECT_CLAIM = DirectStatement(pg_statements.claim_any())
 _DIRECT_COMPLETE = DirectStatement(pg_statements.COMPLETE)
+_DIRECT_GET = DirectStatement(
+    sa.select(*jobs.c).where(jobs.c.id == sa.bindparam("job_id", type_=jobs.c.id.type))
+)
 _DIRECT_AUDIT = DirectStatement(
     audit_table.insert()
     .values({c.name: sa.bindparam(c.name, type_=c.type) for c in audit_table.c if c.name != "id"})
     .returning(audit_table.c.id)
 )
+
+
+def _unchanged(_rows: Sequence[Any]) -> bool:
+    """`changed` for a read: nothing to wake anyone for."""
+    return False
 
 
 def _audit_after(
@@ -536,6 +544,16 @@ class PostgresBackend(SqlBackend):
         if audit is not None:
             return await self._write(work)
         return await self._autocommit(work)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """See `Backend.get_job`: on the direct pool when the store has one (every REST and
+        MCP add answers with the job it read back: through the engine, that read cost more
+        than the add itself)."""
+        direct = self._direct
+        if direct is None:
+            return await super().get_job(job_id)
+        rows = await self._direct_fetch(direct, _DIRECT_GET, {"job_id": job_id}, _unchanged)
+        return job_from_values(rows[0]) if rows else None
 
     async def claim(
         self,
