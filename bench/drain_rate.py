@@ -29,29 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
-
-from agentqueue import Queue
+import workerproc
 
 logging.getLogger("agentqueue").setLevel(logging.WARNING)
-
-
-def make_queue(store: str, name: str, on_start: Any = None) -> Queue:
-    """The bench queue with the harness's no-op handler (calls `on_start()` when given)."""
-    queue = Queue(benchkit.url(store, name))
-
-    @queue.handler("noop")
-    async def noop(payload: dict, ctx: Any) -> None:
-        """Records the handler start; nothing else."""
-        if on_start is not None:
-            on_start(payload["ts"])
-
-    return queue
 
 
 async def fill(store: str, name: str, jobs: int) -> None:
     """A fresh store holding `jobs` pending no-op jobs."""
     await benchkit.reset(store, name)
-    queue = make_queue(store, name)
+    queue = workerproc.make_queue(store, name)
     await queue.open()
     for start in range(0, jobs, 1000):
         await queue.add_jobs(
@@ -69,7 +55,7 @@ async def drain_in_child(store: str, name: str, jobs: int, profile: str) -> dict
     cpu: list[float] = []
     done = asyncio.Event()
 
-    def started(_ts: float) -> None:
+    def started() -> None:
         now = time.perf_counter()
         if not starts:
             cpu.append(time.process_time())
@@ -78,7 +64,7 @@ async def drain_in_child(store: str, name: str, jobs: int, profile: str) -> dict
             cpu.append(time.process_time())
             done.set()
 
-    queue = make_queue(store, name, started)
+    queue = workerproc.make_queue(store, name, started)
     await queue.open()
     calls = count_calls(queue.backend)
     worker = queue.worker(concurrency=10, handle_signals=False)

@@ -1,4 +1,5 @@
-"""Smoke tests of the issue-10 benchmarks (bench/growth.py, scale_out.py, memory.py).
+"""Smoke tests of the issue-10 benchmarks (bench/growth.py, scale_out.py, memory.py,
+drain_rate.py).
 
 Each script runs with tiny sizes on SQLite (no server needed), writing into a temporary
 results folder; the tests check the shape of what it prints and writes, never the speed.
@@ -78,3 +79,22 @@ def test_memory_samples_rss_at_each_mark(tmp_path: Path) -> None:
     assert all(sample["rss_kib"] > 10_000 for sample in row["samples"])
     assert row["counts"]["complete"] == 400
     assert "half -> end" in out
+
+
+def test_drain_rate_reports_the_rate_cpu_and_store_calls(tmp_path: Path) -> None:
+    env = os.environ | {"AQB_SQLITE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "drain_rate.py"), "--store", "sqlite", "--jobs", "300"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [row] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert row["store"] == "sqlite"
+    assert row["counts"] == {"complete": 300}
+    assert row["jobs_per_s"] > 0
+    assert row["cpu_us_per_job"] > 0
+    assert sum(row["store_calls"].values()) > 0
