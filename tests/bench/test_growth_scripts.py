@@ -20,8 +20,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 pytestmark = pytest.mark.slow
 
 
-def run(script: str, tmp_path: Path, *args: str) -> tuple[str, list[dict]]:
-    """Run a bench script; return its stdout and the JSON lines it wrote."""
+def run_script(script: str, tmp_path: Path, *args: str) -> str:
+    """Run a bench script with its results and SQLite files in `tmp_path`; return its stdout."""
     env = os.environ | {"AQB_RESULTS_DIR": str(tmp_path), "AQB_SQLITE_DIR": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, str(BENCH / script), *args],
@@ -32,8 +32,14 @@ def run(script: str, tmp_path: Path, *args: str) -> tuple[str, list[dict]]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def run(script: str, tmp_path: Path, *args: str) -> tuple[str, list[dict]]:
+    """Run a bench script; return its stdout and the JSON lines it wrote."""
+    out = run_script(script, tmp_path, *args)
     [results] = tmp_path.glob("*.jsonl")
-    return done.stdout, [json.loads(line) for line in results.read_text().splitlines()]
+    return out, [json.loads(line) for line in results.read_text().splitlines()]
 
 
 def test_growth_measures_both_windows_and_writes_plans(tmp_path: Path) -> None:
@@ -82,17 +88,8 @@ def test_memory_samples_rss_at_each_mark(tmp_path: Path) -> None:
 
 
 def test_drain_rate_reports_the_rate_cpu_and_store_calls(tmp_path: Path) -> None:
-    env = os.environ | {"AQB_SQLITE_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "drain_rate.py"), "--store", "sqlite", "--jobs", "300"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    [row] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    out = run_script("drain_rate.py", tmp_path, "--store", "sqlite", "--jobs", "300")
+    [row] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert row["store"] == "sqlite"
     assert row["counts"] == {"complete": 300}
     assert row["jobs_per_s"] > 0

@@ -49,7 +49,7 @@ from agentqueue.backends.sql.rows import job_from_row, job_from_values
 from agentqueue.backends.sql.tables import audit as audit_table
 from agentqueue.backends.sql.tables import event_commits, job_events, jobs
 from agentqueue.backends.sql.tables import limits as limits_table
-from agentqueue.backends.sql.transactions import always
+from agentqueue.backends.sql.transactions import always, never
 from agentqueue.errors import (
     BackendUnavailable,
     ConfigError,
@@ -83,11 +83,6 @@ _DIRECT_AUDIT = DirectStatement(
     .values({c.name: sa.bindparam(c.name, type_=c.type) for c in audit_table.c if c.name != "id"})
     .returning(audit_table.c.id)
 )
-
-
-def _unchanged(_rows: Sequence[Any]) -> bool:
-    """`changed` for a read: nothing to wake anyone for."""
-    return False
 
 
 def _audit_after(
@@ -552,7 +547,7 @@ class PostgresBackend(SqlBackend):
         direct = self._direct
         if direct is None:
             return await super().get_job(job_id)
-        rows = await self._direct_fetch(direct, _DIRECT_GET, {"job_id": job_id}, _unchanged)
+        rows = await self._direct_fetch(direct, _DIRECT_GET, {"job_id": job_id}, never)
         return job_from_values(rows[0]) if rows else None
 
     async def claim(

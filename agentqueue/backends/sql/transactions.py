@@ -22,6 +22,11 @@ def always(_result: object) -> bool:
     return True
 
 
+def never(_result: object) -> bool:
+    """`changed` for a read: nothing to wake anyone for."""
+    return False
+
+
 class Transactions(ABC):
     """Runs `Work` as transactions of one SQL store, on its clock."""
 
