@@ -735,6 +735,22 @@ class FinishesWithClaim(Protocol):
 
 
 @runtime_checkable
+class KnowsWhatIsDue(Protocol):
+    """A store whose claims report what they left (PostgreSQL): while no change has been seen
+    since, it knows without a round trip whether a claim would find anything. A worker then
+    skips claims that would come back empty (after its own claim's or a freed slot's wake-up)
+    and waits at once."""
+
+    def due_known(
+        self, *, queue: str | None, job_types: Sequence[str] | None
+    ) -> tuple[bool, datetime | None]:
+        """`(True, run_at)` when the store knows that, on its own clock, nothing this filter
+        could claim is due before `run_at` (None: no pending job at all); `(False, None)` when
+        only a round trip would tell."""
+        ...
+
+
+@runtime_checkable
 class ClaimsAfterChange(Protocol):
     """A store that can wait for a change and claim in one step, with no round trip between
     the change and the claim (Redis). A worker's idle lanes use it instead of

@@ -29,6 +29,7 @@ from agentqueue import config, logs
 from agentqueue.backends.base import (
     ClaimsAfterChange,
     FinishesWithClaim,
+    KnowsWhatIsDue,
     Lease,
     Outcome,
     OutcomeKind,
@@ -244,7 +245,8 @@ class Worker:
         self._acks: AckBatcher | None = None
         self._claims_after_change: ClaimsAfterChange | None = None
         self._finishes_with_claim: FinishesWithClaim | None = None
-        """The store, when it claims after a change in one step (set by `run`)."""
+        self._knows_due: KnowsWhatIsDue | None = None
+        """The store, when it has the capability (each set by `run`)."""
 
     # -- control -----------------------------------------------------------------------------
     def request_stop(self, *, force: bool = False) -> None:
@@ -270,6 +272,7 @@ class Worker:
         # Checked once: a protocol isinstance check costs ~10 us, and `_idle` runs per wake-up.
         self._claims_after_change = store if isinstance(store, ClaimsAfterChange) else None
         self._finishes_with_claim = store if isinstance(store, FinishesWithClaim) else None
+        self._knows_due = store if isinstance(store, KnowsWhatIsDue) else None
         self._acks = AckBatcher(
             self.queue.backend,
             self.worker_id,
@@ -393,10 +396,20 @@ class Worker:
         while_busy = self._finishes_with_claim is None
         for lane in self.lanes:
             wanted = lane.to_claim(while_busy=while_busy)
-            if wanted <= 0 or self._stopping.is_set():
+            if wanted <= 0 or self._stopping.is_set() or self._nothing_due(lane):
                 continue
             more = await self._claim_into(lane, wanted) == wanted or more
         return more
+
+    def _nothing_due(self, lane: Lane) -> bool:
+        """Whether the store knows, with no round trip, that a claim for the lane would come
+        back empty (`KnowsWhatIsDue`): after a short claim, the wake-ups of this worker's own
+        claim and of its freed slots change nothing a claim could find."""
+        store = self._knows_due
+        if store is None or self.queue.now() is not None:
+            return False
+        known, run_at = store.due_known(queue=lane.queue, job_types=self.job_types)
+        return known and (run_at is None or run_at > self.queue.clock.now())
 
     async def _claim_into(self, lane: Lane, wanted: int) -> int:
         """Claim up to `wanted` jobs into the lane's buffer, start what fits; return the count.
@@ -483,6 +496,13 @@ class Worker:
         """
         timeout = self.poll_interval
         waiting_for_work = [lane for lane in self.lanes if lane.free > 0]
+        store = self._claims_after_change
+        if waiting_for_work and store is None and self.queue.backend.change_token() != token:
+            # The store changed while this worker claimed (an enqueue landing during an empty
+            # claim): claim again now; the wait below would return at once anyway, after a
+            # `next_due` read that only delays the job. (A store that claims after a change
+            # waits from the token itself, below.)
+            return False
         for lane in waiting_for_work:
             due = await self.queue.backend.next_due(
                 queue=lane.queue, job_types=self.job_types, now=self.queue.now()
@@ -494,7 +514,6 @@ class Worker:
             timeout = min(timeout, held)
         if timeout <= 0:
             return False
-        store = self._claims_after_change
         # Only on the store's own clock: the claim runs later than an injected `now` was read.
         if waiting_for_work and store is not None and self.queue.now() is None:
             return await self._claim_after_change(store, waiting_for_work, token, timeout)

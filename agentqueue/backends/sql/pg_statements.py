@@ -242,6 +242,37 @@ def claim_any() -> sa.Select[Any]:
     return _CLAIM_ANY
 
 
+CLAIM_STATE = ("next_due", "limited")
+"""The columns `CLAIM_ANY_REPORTING` adds to the claimed rows."""
+
+
+def _build_claim_reporting() -> sa.Select[Any]:
+    claimed, events = _claim_parts(False, False)
+    # Seen from the claim's own snapshot, where the rows it claimed are still pending.
+    left = (
+        sa.select(sa.func.min(jobs.c.run_at))
+        .where(IS_PENDING, jobs.c.id.not_in(sa.select(claimed.c.id)))
+        .scalar_subquery()
+    )
+    state = sa.select(
+        left.label(CLAIM_STATE[0]),
+        sa.exists(sa.select(limits.c.scope)).label(CLAIM_STATE[1]),
+    ).subquery("state")
+    return (
+        sa.select(claimed, *(state.c[name] for name in CLAIM_STATE))
+        .select_from(state.outerjoin(claimed, sa.true()))
+        .add_cte(events)
+    )
+
+
+CLAIM_ANY_REPORTING = _build_claim_reporting()
+"""The unfiltered claim that also reports what it left, so a worker whose claim came back short
+needs no more round trips before it waits: one row per claimed job, or one row of NULL job
+columns when it claimed none, each with `next_due` (the earliest run_at of a pending job it
+did not take: what `next_due` would answer right after it) and `limited` (whether the store
+has flow limits, under which this statement takes nothing)."""
+
+
 def claim(
     *,
     worker_id: str,

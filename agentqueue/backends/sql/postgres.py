@@ -73,7 +73,7 @@ _STATISTICS_TABLES = ("aq_jobs", "aq_job_events", "aq_event_commits", "aq_job_ta
 _STALE_ROWS = 1000  # changed rows (beyond 10% of the table) that make its statistics stale
 
 _DIRECT_INSERT = DirectStatement(pg_statements.INSERT)
-_DIRECT_CLAIM = DirectStatement(pg_statements.claim_any())
+_DIRECT_CLAIM = DirectStatement(pg_statements.CLAIM_ANY_REPORTING)
 _DIRECT_COMPLETE = DirectStatement(pg_statements.COMPLETE)
 _DIRECT_GET = DirectStatement(
     sa.select(*jobs.c).where(jobs.c.id == sa.bindparam("job_id", type_=jobs.c.id.type))
@@ -372,6 +372,9 @@ class PostgresBackend(SqlBackend):
         self._limits_seen = False
         self._limits_checked_at = -_LIMITS_REFRESH
         self._statistics_checked_at = -_STATISTICS_CHECK
+        self._listening = False
+        self._due_any: _Due | None = None
+        """What the last unfiltered direct claim left (see `due_known`)."""
 
     @classmethod
     def from_url(cls, url: str) -> PostgresBackend:
@@ -590,12 +593,28 @@ class PostgresBackend(SqlBackend):
         # (an idle worker ran ~750 empty claims and next_due reads a second).
         if self._direct_claims is not None and queue is None and not job_types:
             _, params = statement_at(await self._server_now(now))
-            rows = await self._direct_fetch(self._direct_claims, _DIRECT_CLAIM, params, bool)
-            found = [job_from_values(row) for row in rows]
+            before = self._signal.generation
+            rows = await self._direct_fetch(
+                self._direct_claims, _DIRECT_CLAIM, params, _claimed_some
+            )
+            found = (
+                [job_from_values(row, skip=_CLAIM_STATE) for row in rows]
+                if _claimed_some(rows)
+                else []
+            )
+            # The statement's report, as of this process's change count once its own wake-up
+            # (if it claimed) fired: any other change seen meanwhile leaves the count higher.
+            state = rows[0]
+            limited = bool(state["limited"])
+            self._remember_limits(limited)
+            # Under flow limits, what is due is the limits' answer (`limits.next_due`).
+            known = now is None and not limited
+            self._due_any = _Due(before + bool(found), state["next_due"]) if known else None
         else:
             found = await self._autocommit(work, changed=bool, engine=self._claim_engine)
+            limited = None
         found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-        if found or not await self._limits_exist_now():
+        if found or not (await self._limits_exist_now() if limited is None else limited):
             return found
         return await self._claim_limited(worker_id, queue, job_types, limit, lease_seconds, now)
 
@@ -626,9 +645,43 @@ class PostgresBackend(SqlBackend):
     async def _limits_exist_now(self) -> bool:
         """Look whether the store has flow limits (and remember it)."""
         query = sa.select(sa.exists(sa.select(limits_table.c.scope)))
-        self._limits_seen = bool(await self._read(lambda conn: conn.execute(query).scalar()))
-        self._limits_checked_at = time.monotonic()
+        self._remember_limits(bool(await self._read(lambda conn: conn.execute(query).scalar())))
         return self._limits_seen
+
+    def _remember_limits(self, seen: bool) -> None:
+        self._limits_seen = seen
+        self._limits_checked_at = time.monotonic()
+
+    def due_known(
+        self, *, queue: str | None, job_types: Sequence[str] | None
+    ) -> tuple[bool, datetime | None]:
+        """See `KnowsWhatIsDue.due_known`: for unfiltered claims, from the report of the last
+        direct claim, while this process has seen no change since (and its LISTEN connection
+        is up, so it would have)."""
+        known = self._due_any
+        if (
+            queue is not None
+            or job_types
+            or known is None
+            or not self._listening
+            or known.as_of != self._signal.generation
+        ):
+            return False, None
+        return True, known.run_at
+
+    async def next_due(
+        self,
+        *,
+        queue: str | None,
+        job_types: Sequence[str] | None,
+        now: datetime | None = None,
+    ) -> datetime | None:
+        """See `Backend.next_due`: without a round trip when `due_known` knows."""
+        if now is None:
+            known, run_at = self.due_known(queue=queue, job_types=job_types)
+            if known:
+                return run_at
+        return await super().next_due(queue=queue, job_types=job_types, now=now)
 
     async def refresh_statistics(self) -> list[str]:
         """See `RefreshesStatistics`: at most every 10 s per process, `ANALYZE` each queue table
@@ -853,6 +906,7 @@ class PostgresBackend(SqlBackend):
 
                 await conn.add_listener(CHANNEL, on_notify)
                 pause = 0.1
+                self._listening = True
                 self._signal.notify()  # commits may have happened while we were not listening
                 while not lost.is_set():
                     # A half-open connection never reports its loss: probe it now and then.
@@ -867,6 +921,7 @@ class PostgresBackend(SqlBackend):
             except Exception as error:  # any failure of the listener falls back to polling
                 logger.warning("PostgreSQL LISTEN connection lost (%s); polling until back", error)
             finally:
+                self._listening = False
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close(timeout=1)
@@ -875,6 +930,22 @@ class PostgresBackend(SqlBackend):
                 self._signal.notify()
                 await asyncio.sleep(self.options.fallback_poll)
             pause = min(pause * 2, 5.0)
+
+
+_CLAIM_STATE = pg_statements.CLAIM_STATE
+
+
+def _claimed_some(rows: Sequence[Any]) -> bool:
+    """Whether a `CLAIM_ANY_REPORTING` reply holds jobs (not only its report row)."""
+    return bool(rows) and rows[0]["id"] is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    """What a claim left, as of a count of this process's change signal."""
+
+    as_of: int
+    run_at: datetime | None
 
 
 def _rerun(error: sa_exc.DBAPIError) -> bool:
