@@ -342,3 +342,36 @@ async def test_a_job_read_on_the_direct_pool_equals_the_one_read_through_the_eng
             assert await pg.get_job(job_id + 1000) is None
     finally:
         await engine.dispose()
+
+
+async def test_the_commit_trigger_has_its_schema_written_in_also_after_an_upgrade(
+    pg: Queue,
+) -> None:
+    from agentqueue.backends.sql.migrations import m0003_event_commits
+
+    schema = _schema(pg)
+    conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": schema})
+
+    async def source() -> str:
+        return await conn.fetchval(
+            "SELECT prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = $1 AND p.proname = 'aq_commit_events'",
+            schema,
+        )
+
+    try:
+        assert "EXECUTE" not in await source()
+        assert f"INSERT INTO {schema}.aq_event_commits" in await source()
+        # A store at version 8 has migration 0003's function, which builds its INSERT per call.
+        await conn.execute(m0003_event_commits._COMMIT_FUNCTION)
+        await conn.execute("DELETE FROM aq_schema_migrations WHERE version = 9")
+        assert "EXECUTE format" in await source()
+        assert await pg.backend.migrate() == ["0009_static_commit_trigger"]
+        assert "EXECUTE" not in await source()
+    finally:
+        await conn.close()
+    # Every commit that writes events is still numbered and announced.
+    start = await pg.backend.latest_event_cursor()
+    job_id = await pg.add_job("after-upgrade")
+    event = await _first_event(pg, start)
+    assert event.job_id == job_id

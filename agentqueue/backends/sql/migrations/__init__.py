@@ -26,6 +26,7 @@ from agentqueue.backends.sql.migrations import (
     m0006_cron,
     m0007_job_flow_options,
     m0008_doors,
+    m0009_static_commit_trigger,
 )
 from agentqueue.errors import SchemaMismatch
 
@@ -42,6 +43,7 @@ MIGRATIONS: list[ModuleType] = [
     m0006_cron,
     m0007_job_flow_options,
     m0008_doors,
+    m0009_static_commit_trigger,
 ]
 LATEST = MIGRATIONS[-1].VERSION
 
