@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from agentqueue import api_keys, bulk, config, limits, throughput
 from agentqueue.backends import backend_for, backend_from_url, describe
-from agentqueue.backends.base import Backend, InsertResult, TokenCompletionKind
+from agentqueue.backends.base import Backend, InsertJob, InsertResult, TokenCompletionKind
+from agentqueue.backends.stored import new_job
 from agentqueue.clock import SYSTEM_CLOCK, Clock, SystemClock
 from agentqueue.context import new_token_id, plausible_token_id
 from agentqueue.cron import CodeSchedule, CronManager, check_name, options_from
@@ -291,6 +292,43 @@ class Queue:
         `depends_on` (a job that does not exist yet has no id). `connection`, `origin`,
         `audit`: see `add_job`.
         """
+        _resolved, results = await self._insert(jobs, connection, origin, audit)
+        return [JobId(result.id, result.created) for result in results]
+
+    async def add_jobs_returning(
+        self,
+        jobs: Sequence[NewJob | dict[str, Any]],
+        *,
+        connection: Any = None,
+        origin: Origin | None = None,
+        audit: Callable[[list[JobId]], AuditRecord] | None = None,
+    ) -> list[tuple[JobId, Job]]:
+        """`add_jobs`, and each job as stored (what `get_job` returns right after).
+
+        A created job is known from what the store wrote, with no read; a job an idempotency
+        key returned, or one with prerequisites (it may start blocked), is read back. The REST
+        and MCP adds answer with these.
+
+        Raises:
+            JobNotFound: a job an idempotency key returned was purged before it was read.
+        """
+        resolved, results = await self._insert(jobs, connection, origin, audit)
+        added: list[tuple[JobId, Job]] = []
+        for job, result in zip(resolved, results, strict=True):
+            job_id = JobId(result.id, result.created)
+            stored = new_job(job, result) or await self.get_job(job_id)
+            if stored is None:
+                raise JobNotFound(job_id)
+            added.append((job_id, stored))
+        return added
+
+    async def _insert(
+        self,
+        jobs: Sequence[NewJob | dict[str, Any]],
+        connection: Any,
+        origin: Origin | None,
+        audit: Callable[[list[JobId]], AuditRecord] | None,
+    ) -> tuple[list[InsertJob], list[InsertResult]]:
         data = None if origin is None else origin.model_dump(mode="json", exclude_none=True)
         resolved = await self.resolver.resolve_batch(jobs, origin=data)
         store = await self._store()
@@ -303,7 +341,7 @@ class Queue:
         results = await store.insert_jobs(
             resolved, now=self.now(), connection=connection, audit=record
         )
-        return [JobId(result.id, result.created) for result in results]
+        return resolved, results
 
     # -- read --------------------------------------------------------------------------------
     def _existing_id(self, job_id: int) -> bool:

@@ -119,6 +119,9 @@ class InsertResult:
 
     id: int
     created: bool
+    at: datetime | None = None
+    """When a created job was stored, by the store's clock (its `created_at`), when the store
+    says; with it the core knows the stored job without reading it (`stored.new_job`)."""
 
 
 @dataclass(frozen=True, slots=True)

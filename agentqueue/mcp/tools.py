@@ -201,14 +201,12 @@ def _jobs(server: MCPServer[Any], kit: Kit) -> None:
         }
         options = {name: value for name, value in given.items() if value is not None}
         async with change(ctx, ApiScope.OPERATE, "add_job", job_type) as (caller, note):
-            job_id = await queue.add_job(
-                job_type,
-                payload,
+            ((job_id, stored),) = await queue.add_jobs_returning(
+                [{"job_type": job_type, "payload": {} if payload is None else payload, **options}],
                 origin=caller.origin(),
                 audit=note.adding(audit.added_id),
-                **options,
             )
-        return AddedJob(id=job_id, created=job_id.created, job=await require_job(job_id))
+        return AddedJob(id=job_id, created=job_id.created, job=stored)
 
     @server.tool(annotations=ADD)
     async def add_jobs(
@@ -226,10 +224,10 @@ def _jobs(server: MCPServer[Any], kit: Kit) -> None:
         """Enqueue several jobs atomically (all or none), e.g. a pipeline whose steps depend on
         each other by ref."""
         async with change(ctx, ApiScope.OPERATE, "add_jobs", f"{len(jobs)} jobs") as (c, note):
-            ids = await queue.add_jobs(jobs, origin=c.origin(), audit=note.adding(audit.added_many))
-        return AddedJobs(
-            jobs=[AddedJob(id=i, created=i.created, job=await require_job(i)) for i in ids]
-        )
+            added = await queue.add_jobs_returning(
+                jobs, origin=c.origin(), audit=note.adding(audit.added_many)
+            )
+        return AddedJobs(jobs=[AddedJob(id=i, created=i.created, job=job) for i, job in added])
 
     @server.tool(annotations=READ)
     async def get_job(ctx: Context[Any, Any], job_id: JobIdArg) -> Job:

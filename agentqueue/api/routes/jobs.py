@@ -50,10 +50,12 @@ async def add_job(job: NewJob, queue: QueueDep, access: Operator, response: Resp
     idempotency key returned an existing job."""
     origin = Origin(door="rest", actor=access.actor)
     async with audited(queue, access, "add_job", job.job_type) as note:
-        (job_id,) = await queue.add_jobs([job], origin=origin, audit=note.adding(added_one))
+        ((job_id, stored),) = await queue.add_jobs_returning(
+            [job], origin=origin, audit=note.adding(added_one)
+        )
     if not job_id.created:
         response.status_code = 200
-    return AddedJob(id=job_id, created=job_id.created, job=await _job(queue, job_id))
+    return AddedJob(id=job_id, created=job_id.created, job=stored)
 
 
 @router.post("/batch", status_code=201, summary="Add many jobs atomically")
@@ -62,8 +64,10 @@ async def add_jobs(body: AddJobs, queue: QueueDep, access: Operator) -> list[Add
     `ref` in `depends_on`."""
     origin = Origin(door="rest", actor=access.actor)
     async with audited(queue, access, "add_jobs", f"{len(body.jobs)} jobs") as note:
-        ids = await queue.add_jobs(body.jobs, origin=origin, audit=note.adding(added_many))
-    return [AddedJob(id=i, created=i.created, job=await _job(queue, i)) for i in ids]
+        added = await queue.add_jobs_returning(
+            body.jobs, origin=origin, audit=note.adding(added_many)
+        )
+    return [AddedJob(id=i, created=i.created, job=stored) for i, stored in added]
 
 
 @router.get("", summary="List jobs")

@@ -70,7 +70,9 @@ async def insert(
     for job in new_jobs:
         args.extend(job_args(job))
     reply = await client.run("insert", args)
-    results = [
-        InsertResult(int(reply[i]), created=int(reply[i + 1]) == 1) for i in range(1, len(reply), 2)
-    ]
+    at = codec.from_micros(reply[1])
+    results = []
+    for i in range(2, len(reply), 2):
+        created = int(reply[i + 1]) == 1
+        results.append(InsertResult(int(reply[i]), created, at if created else None))
     return results, int(reply[0])

@@ -28,6 +28,7 @@ from agentqueue.backends.sql.tables import (
     jobs,
     limits,
 )
+from agentqueue.backends.stored import new_job_times
 from agentqueue.models import EventType
 from agentqueue.states import JobStatus
 
@@ -140,8 +141,7 @@ def insert_params(new_jobs: Sequence[InsertJob], at: datetime) -> dict[str, Any]
     """Return the parameters of `INSERT` for jobs created at `at` (by the server's clock)."""
     columns: dict[str, list[Any]] = {name: [] for name in _ARRAYS}
     for job in new_jobs:
-        run_at = job.run_at or at
-        columns["run_at"].append(run_at + timedelta(seconds=job.delay) if job.delay else run_at)
+        columns["run_at"].append(new_job_times(job, at)[0])
         columns["dead_letter"].append(
             None if job.dead_letter is None else json.dumps(job.dead_letter)
         )

@@ -523,18 +523,19 @@ class PostgresBackend(SqlBackend):
 
         direct = self._direct
         if direct is not None:
-            params = pg_statements.insert_params(new_jobs, await self._server_now(now))
+            at = await self._server_now(now)
+            params = pg_statements.insert_params(new_jobs, at)
             after = None if audit is None else _audit_after(audit)
             rows = await self._one_statement(
                 lambda: direct.fetch(_DIRECT_INSERT, params, after=after), always
             )
-            return [InsertResult(row["id"], created=True) for row in rows]
+            return [InsertResult(row["id"], created=True, at=at) for row in rows]
 
         # A caller's engine (`from_engine`): the same statement through SQLAlchemy.
         def work(conn: sa.Connection) -> list[InsertResult]:
-            params = pg_statements.insert_params(new_jobs, self.dialect.now(conn, now))
-            ids = conn.execute(pg_statements.INSERT, params)
-            results = [InsertResult(job_id, created=True) for job_id in ids.scalars()]
+            at = self.dialect.now(conn, now)
+            ids = conn.execute(pg_statements.INSERT, pg_statements.insert_params(new_jobs, at))
+            results = [InsertResult(job_id, created=True, at=at) for job_id in ids.scalars()]
             if audit is not None:
                 insert_audit(conn, audit(results))
             return results

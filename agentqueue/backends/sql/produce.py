@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ from agentqueue.backends.base import InsertJob, InsertResult
 from agentqueue.backends.sql import flow
 from agentqueue.backends.sql.rows import event_row, insert_events
 from agentqueue.backends.sql.tables import UTCDateTime, job_events, job_tags, jobs, to_micros
+from agentqueue.backends.stored import new_job_times
 from agentqueue.models import EventType
 from agentqueue.states import JobStatus
 
@@ -67,7 +68,8 @@ def insert(
                 row["has_dependents"] = True
     ids = _insert_rows(conn, rows)
     for slot, fresh_index in slots:
-        results[slot] = InsertResult(ids[fresh_index], results[slot].created)
+        created = results[slot].created
+        results[slot] = InsertResult(ids[fresh_index], created, at if created else None)
     if plan is not None:
         flow.write_edges(conn, plan.edges(ids))
     tag_rows = [
@@ -283,7 +285,7 @@ def _existing_keys(
 
 def job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
     """Return the `aq_jobs` column values of a new job created at `at`."""
-    run_at = (job.run_at or at) + timedelta(seconds=job.delay)
+    run_at, idempotency_expires_at = new_job_times(job, at)
     return {
         "queue": job.queue,
         "job_type": job.job_type,
@@ -314,9 +316,5 @@ def job_values(job: InsertJob, at: datetime) -> dict[str, Any]:
         "has_dependents": False,
         "origin": job.origin,
         "created_by": job.origin["actor"] if job.origin else None,
-        "idempotency_expires_at": (
-            at + timedelta(seconds=job.idempotency_window)
-            if job.idempotency_window is not None and job.idempotency_key is not None
-            else None
-        ),
+        "idempotency_expires_at": idempotency_expires_at,
     }

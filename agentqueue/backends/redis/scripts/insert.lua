@@ -1,6 +1,7 @@
 -- insert_jobs: store a batch of jobs, all in this one call.
 -- ARGV: now, count, then per job JOB_ARGS values (see _insert.lua).
--- Returns {last event id (0: none), id1, created1, id2, created2, ...}; refuses a batch with a
+-- Returns {last event id (0: none), now (epoch us: the new jobs' created_at), id1, created1,
+-- id2, created2, ...}; refuses a batch with a
 -- bad prerequisite (AQ_DEPENDENCY <id> <missing|failed|cancelled>) before any write.
 --
 -- Index writes are gathered per key and written with one ZADD / HINCRBY per key for the
@@ -42,7 +43,7 @@ for i = 0, count - 1 do
   end
 end
 if fresh == 0 then
-  local out = {0}
+  local out = {0, int(now)}
   for i = 0, count - 1 do
     table.insert(out, known[i].id)
     table.insert(out, 0)
@@ -150,7 +151,7 @@ end
 flush_inserts(batch)
 
 last_event = int(next_eid)
-local out = {last_event}
+local out = {last_event, int(now)}
 for i = 0, count - 1 do
   local found = known[i]
   if not found then
