@@ -28,7 +28,7 @@ def test_the_in_process_breakdown_measures_every_variant(tmp_path: Path) -> None
     assert "| store | variant | CPU ms/request (median) |" in done.stdout
     [results] = tmp_path.glob("*-doors-inproc.jsonl")
     rows = [json.loads(line) for line in results.read_text().splitlines()]
-    assert [row["variant"] for row in rows] == ["full", "no-reread", "api-only", "bare"]
+    assert [row["variant"] for row in rows] == ["full", "api-only", "bare"]
     for row in rows:
         assert row["store"] == "sqlite"
         assert row["cpu_ms"] > 0
