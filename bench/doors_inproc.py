@@ -103,7 +103,10 @@ def stand_in(template: dict[str, Any]) -> None:
         return added
 
     async def add_jobs_returning(self: Queue, jobs: Any, **options: Any) -> list[Any]:
-        return [(job_id, await get_job(self, job_id)) for job_id in await add_jobs(self, jobs, **options)]
+        return [
+            (job_id, await get_job(self, job_id))
+            for job_id in await add_jobs(self, jobs, **options)
+        ]
 
     # Sources from before `add_jobs_returning` (AQB_AGENTQUEUE_SRC) read the job back instead.
     Queue.get_job = get_job  # type: ignore[method-assign]

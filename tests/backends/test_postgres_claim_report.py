@@ -194,3 +194,18 @@ async def test_what_is_due_follows_the_server_clock_when_a_delay_runs_out(
     assert run_at == job.run_at
     await asyncio.sleep(0.35)
     assert await _claim(mine) == [soon]
+
+
+async def test_the_report_is_trusted_for_a_second_only(
+    pair: tuple[Queue, Queue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A LISTEN connection gone half-open hears nothing: a worker's poll must claim again.
+    from agentqueue.backends.sql import postgres
+
+    mine, _other = pair
+    store = _store(mine)
+    assert await _claim(mine) == []
+    assert store.due_known(queue=None, job_types=None)[0]
+    monkeypatch.setattr(postgres, "_DUE_TRUST", 0.05)
+    await asyncio.sleep(0.06)
+    assert store.due_known(queue=None, job_types=None) == (False, None)

@@ -64,6 +64,9 @@ logger = logging.getLogger(__name__)
 CHANNEL = "agentqueue"
 _LIMITS_REFRESH = 1.0
 """Seconds a process trusts its view of whether the store has flow limits."""
+_DUE_TRUST = 1.0
+"""Seconds a claim's report of what is due is trusted (`due_known`), however quiet the LISTEN
+connection: a half-open one hears nothing, and a worker's poll must still claim."""
 _ROLLED_BACK = {"40001", "40P01"}  # serialization failure, deadlock: the statement undone
 _RETRYABLE = _ROLLED_BACK | {"23505"}  # and a unique violation (another writer's key)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -610,7 +613,9 @@ class PostgresBackend(SqlBackend):
             self._remember_limits(limited)
             # Under flow limits, what is due is the limits' answer (`limits.next_due`).
             known = now is None and not limited
-            self._due_any = _Due(before + bool(found), state["next_due"]) if known else None
+            self._due_any = (
+                _Due(before + bool(found), state["next_due"], time.monotonic()) if known else None
+            )
         else:
             found = await self._autocommit(work, changed=bool, engine=self._claim_engine)
             limited = None
@@ -666,6 +671,7 @@ class PostgresBackend(SqlBackend):
             or known is None
             or not self._listening
             or known.as_of != self._signal.generation
+            or time.monotonic() - known.seen_at > _DUE_TRUST
         ):
             return False, None
         return True, known.run_at
@@ -947,6 +953,8 @@ class _Due:
 
     as_of: int
     run_at: datetime | None
+    seen_at: float
+    """`time.monotonic()` when the claim returned: trusted for `_DUE_TRUST` seconds."""
 
 
 def _rerun(error: sa_exc.DBAPIError) -> bool:

@@ -438,6 +438,10 @@ class SqliteBackend(SqlBackend):
         poll = self.options.poll_interval
         self._own_writes_seen = self._own_writes
         last = conn.execute("PRAGMA data_version").fetchone()[0]
+        # A commit between the caller's change token and this first read is in `last` and
+        # would wake no one: wake the waiters once now (a spurious wake-up is allowed). Seen
+        # under load: a reopened queue's 10 s wait for another connection's commit timed out.
+        self._signal.notify_threadsafe()
         step: float | None = None  # checking closely after a write; None: asleep on inotify
         written_at = 0.0
         misses = 0
