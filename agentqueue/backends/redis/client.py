@@ -10,7 +10,8 @@ may run twice (two jobs for one `add_jobs`). A lost reply becomes `BackendUnavai
 caller decides (an idempotency key makes an enqueue safe to repeat). Reads, which are safe to
 repeat, go through `call`, which tries them once more on a fresh connection. A connection the
 server closed while it sat in the pool is replaced before use, so a Redis restart or an idle
-timeout does not fail the next write.
+timeout does not fail the next write. A server still loading its data after a restart answers
+LOADING without running anything: every call waits that out (up to its timeout) and runs then.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from importlib.resources import files
@@ -28,8 +30,14 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    NoScriptError,
+    OutOfMemoryError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentqueue.backends.redis.keys import Keys, RedisOptions, check_prefix
@@ -89,6 +97,14 @@ POOL_SIZE = 50
 CALL_TIMEOUT = 5.0
 """Longest a store call may take, waiting for a free connection included, unless the caller's
 own client (`Queue(redis_client)`) sets another `socket_timeout` (None: no bound)."""
+
+
+LOADING_PAUSE = (0.02, 0.5)
+"""First and longest pause between tries while the server answers LOADING (it doubles)."""
+
+
+class _Loading(BackendUnavailable):
+    """The server answered LOADING: it is reading its data back after a start and ran nothing."""
 
 
 def _without_maintenance_notifications() -> dict[str, Any]:
@@ -243,6 +259,12 @@ class RedisClient:
         Raises:
             BackendUnavailable: Redis cannot be reached or refused the call.
         """
+        try:
+            return await self._run(script, args)
+        except _Loading:
+            return await self._once_loaded(lambda: self._run(script, args))
+
+    async def _run(self, script: str, args: Sequence[str | int]) -> Any:
         code = self._scripts[script]
         pool = self.redis.connection_pool
         try:
@@ -297,6 +319,22 @@ class RedisClient:
         Raises:
             BackendUnavailable: Redis cannot be reached or refused the call.
         """
+        try:
+            return await self._run_after_change(script, args, after, timeout, interrupt)
+        except _Loading:
+            # Nothing ran; the wait starts again once the server has loaded.
+            return await self._once_loaded(
+                lambda: self._run_after_change(script, args, after, timeout, interrupt)
+            )
+
+    async def _run_after_change(
+        self,
+        script: str,
+        args: Sequence[str | int],
+        after: int,
+        timeout: float,
+        interrupt: asyncio.Event,
+    ) -> Any:
         code = self._scripts[script]
         pool = self.redis.connection_pool
         block_ms = max(1, round(timeout * 1000))
@@ -373,8 +411,16 @@ class RedisClient:
             BackendUnavailable: Redis cannot be reached or refused a command.
         """
         try:
+            return await self._call(work)
+        except _Loading:
+            return await self._once_loaded(lambda: self._call(work))
+
+    async def _call(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        try:
             async with asyncio.timeout(self.timeout):
                 return await work(self.redis)
+        except BusyLoadingError as error:
+            raise self.translate(error) from error
         except (RedisConnectionError, RedisTimeoutError, TimeoutError):
             pass
         except RedisError as error:
@@ -387,6 +433,32 @@ class RedisClient:
         except TimeoutError as error:
             raise self.timed_out() from error
 
+    async def _once_loaded(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Try `attempt` again, pausing between tries, while the server answers LOADING.
+
+        A restarted Redis accepts connections at once but refuses commands until it has read
+        its data back (seconds for a large dataset): a worker or an app starting beside it
+        waits, as it would for a slow reply, instead of failing. The bound is `self.timeout`
+        (none when that is None).
+
+        Raises:
+            BackendUnavailable: still loading at the bound, or any other failure of a try.
+        """
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        pause, longest = LOADING_PAUSE
+        while True:
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise BackendUnavailable(
+                    f"Redis at {self.where} is still loading its data after a start "
+                    f"({self.timeout} s): nothing was run; try again once it has loaded"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, longest)
+            try:
+                return await attempt()
+            except _Loading:
+                continue
+
     def timed_out(self) -> BackendUnavailable:
         """The error of a call that `self.timeout` cut (redis-py dropped its connection)."""
         return BackendUnavailable(
@@ -396,6 +468,8 @@ class RedisClient:
     def translate(self, error: RedisError) -> AgentQueueError:
         """Return the project's error for a redis-py exception."""
         message = str(error)
+        if isinstance(error, BusyLoadingError):
+            return _Loading(f"Redis at {self.where} is loading its data: {message}")
         if isinstance(error, ResponseError):
             if message.startswith("AQ_DEPENDENCY "):
                 _, job_id, status = message.split()[:3]
