@@ -170,9 +170,13 @@ def script_source(name: str) -> str:
     # of memory (instead of failing between two of its writes); readers may run on replicas.
     if name.startswith("read_"):
         return f"#!lua flags=no-writes\n{lib}\n{body}"
-    # A writing script's body runs as a function (its `return`s leave it); then `announce()`
-    # publishes the newest event id it wrote, if any, for the change watchers (events.py).
-    return f"#!lua\n{lib}\nlocal reply = (function()\n{body}\nend)()\nannounce()\nreturn reply"
+    # A writing script's body runs as a function (its `return`s leave it); then the index writes
+    # it gathered are written (`flush_gathered`) and `announce()` publishes the newest event id
+    # it wrote, if any, for the change watchers (events.py).
+    return (
+        f"#!lua\n{lib}\nlocal reply = (function()\n{body}\nend)()\n"
+        "flush_gathered()\nannounce()\nreturn reply"
+    )
 
 
 def options_from_client(client: Any, prefix: str) -> RedisOptions:

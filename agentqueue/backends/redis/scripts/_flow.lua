@@ -55,7 +55,7 @@ local function cancel_dependents(id, job_type, status, now)
             .. cause[3]
           redis.call('HSET', dk, 'status', 'cancelled', 'completed_at', int(now),
             'updated_at', int(now), 'failure_reason', 'dependency_failed', 'last_error', message)
-          redis.call('ZADD', key('finished'), int(now), dep)
+          zadd(key('finished'), int(now), dep)
           move_status(dep, f[2], 'blocked', 'cancelled')
           emit(dep, f[2], f[3], 'cancel', 'cancelled', now, cjson.encode({
             from = 'blocked', reason = 'dependency_failed', dependency = tonumber(cause[1])}))
@@ -116,9 +116,10 @@ local function enqueue_dead_letter(id, spec, now)
 end
 
 -- Called by every script that ends a job (after the job's own event): settle its dependents
--- and enqueue its dead letter. `to` is the status it ended in.
-settle_ended = function(id, job_type, to, now)
-  local f = redis.call('HMGET', key('job', id), 'has_dependents', 'dead_letter')
+-- and enqueue its dead letter. `to` is the status it ended in; `f`, when the caller read them,
+-- the job's `has_dependents` and `dead_letter` fields.
+settle_ended = function(id, job_type, to, now, f)
+  f = f or redis.call('HMGET', key('job', id), 'has_dependents', 'dead_letter')
   if f[1] == '1' then
     if to == 'completed' then
       unblock_dependents(id, now)

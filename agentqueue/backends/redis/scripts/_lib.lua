@@ -54,6 +54,97 @@ local function variants(kind, queue, job_type)
   return found
 end
 
+-- Index writes (sorted-set members, hash counters) of a script that changes many jobs at once,
+-- gathered and then written with one ZADD / ZREM / HINCRBY per key and field
+-- (`flush_gathered`): each redis.call costs more than the work it does on a sorted set. nil:
+-- each write is made at once. A script turns gathering on with `gather_writes()` and flushes
+-- before it reads an index it may have gathered writes for; the loader flushes after the body.
+-- A member's last gathered change wins, as if the calls had been made in order.
+local gathered = nil
+
+local function gather_writes()
+  gathered = {sets = {}, set_order = {}, counts = {}, count_order = {}}
+end
+
+local function gathered_set(k)
+  local members = gathered.sets[k]
+  if not members then
+    members = {}
+    gathered.sets[k] = members
+    table.insert(gathered.set_order, k)
+  end
+  return members
+end
+
+local function zadd(k, score, member)
+  if gathered then
+    gathered_set(k)[member] = score
+  else
+    redis.call('ZADD', k, score, member)
+  end
+end
+
+local function zrem(k, member)
+  if gathered then
+    gathered_set(k)[member] = false
+  else
+    redis.call('ZREM', k, member)
+  end
+end
+
+local function hincrby(k, field, n)
+  if gathered then
+    local fields = gathered.counts[k]
+    if not fields then
+      fields = {}
+      gathered.counts[k] = fields
+      table.insert(gathered.count_order, k)
+    end
+    fields[field] = (fields[field] or 0) + n
+  else
+    redis.call('HINCRBY', k, field, n)
+  end
+end
+
+-- Run `command key items...` in slices: unpack() is bounded by Lua's C stack.
+local function call_sliced(command, k, items)
+  for start = 1, #items, 2000 do
+    redis.call(command, k, unpack(items, start, math.min(start + 1999, #items)))
+  end
+end
+
+-- Write the gathered index changes (gathering stays on, with nothing gathered).
+local function flush_gathered()
+  if not gathered then
+    return
+  end
+  for _, k in ipairs(gathered.set_order) do
+    local adds, removes = {}, {}
+    for member, score in pairs(gathered.sets[k]) do
+      if score then
+        table.insert(adds, score)
+        table.insert(adds, member)
+      else
+        table.insert(removes, member)
+      end
+    end
+    if #removes > 0 then
+      call_sliced('ZREM', k, removes)
+    end
+    if #adds > 0 then
+      call_sliced('ZADD', k, adds)
+    end
+  end
+  for _, k in ipairs(gathered.count_order) do
+    for field, n in pairs(gathered.counts[k]) do
+      if n ~= 0 then
+        redis.call('HINCRBY', k, field, n)
+      end
+    end
+  end
+  gather_writes()
+end
+
 -- Index a pending job: due ones in the ready sets (claim order), later ones in the scheduled
 -- sets (by run_at) until a claim promotes them.
 local function schedule(id, queue, job_type, priority, run_at, now)
@@ -61,11 +152,11 @@ local function schedule(id, queue, job_type, priority, run_at, now)
     local member = rank(run_at, id)
     local score = -tonumber(priority)
     for _, k in ipairs(variants('ready', queue, job_type)) do
-      redis.call('ZADD', k, score, member)
+      zadd(k, score, member)
     end
   else
     for _, k in ipairs(variants('sched', queue, job_type)) do
-      redis.call('ZADD', k, run_at, id)
+      zadd(k, run_at, id)
     end
   end
 end
@@ -73,30 +164,33 @@ end
 local function unschedule(id, queue, job_type, run_at)
   local member = rank(run_at, id)
   for _, k in ipairs(variants('ready', queue, job_type)) do
-    redis.call('ZREM', k, member)
+    zrem(k, member)
   end
   for _, k in ipairs(variants('sched', queue, job_type)) do
-    redis.call('ZREM', k, id)
+    zrem(k, id)
   end
 end
 
 -- Keep the per-status index and the (status, job type) counts of stats() in step, and the
 -- processing jobs per group (`running_groups`), which group limits count; the counts'
--- `processing:<job type>` are what job-type limits count.
-local function move_status(id, job_type, from, to)
+-- `processing:<job type>` are what job-type limits count. `group`: the job's group when the
+-- caller has read it (false: none), nil to look it up.
+local function move_status(id, job_type, from, to, group)
   if from == to then
     return
   end
   if from then
-    redis.call('ZREM', key('status', from), id)
-    redis.call('HINCRBY', key('counts'), from .. ':' .. job_type, -1)
+    zrem(key('status', from), id)
+    hincrby(key('counts'), from .. ':' .. job_type, -1)
   end
-  redis.call('ZADD', key('status', to), id, id)
-  redis.call('HINCRBY', key('counts'), to .. ':' .. job_type, 1)
+  zadd(key('status', to), id, id)
+  hincrby(key('counts'), to .. ':' .. job_type, 1)
   if from == 'processing' or to == 'processing' then
-    local group = redis.call('HGET', key('job', id), 'group')
+    if group == nil then
+      group = redis.call('HGET', key('job', id), 'group')
+    end
     if group then
-      redis.call('HINCRBY', key('running_groups'), group, to == 'processing' and 1 or -1)
+      hincrby(key('running_groups'), group, to == 'processing' and 1 or -1)
     end
   end
 end
@@ -164,15 +258,15 @@ local EVENT = {complete = 'complete', retry = 'retry_later', fail = 'fail',
 -- those of settling it).
 local function apply_outcome(id, kind, o, now, event_type)
   local jk = key('job', id)
-  if (kind == 'retry' or kind == 'release')
-      and redis.call('HGET', jk, 'cancel_requested') == '1' then
+  local f = redis.call('HMGET', jk, 'job_type', 'queue', 'priority', 'status',
+    'error_history', 'attempts', 'cancel_requested', 'run_at', 'group', 'has_dependents',
+    'dead_letter')
+  if (kind == 'retry' or kind == 'release') and f[7] == '1' then
     -- The attempt ended (failed, released, or its worker died) before the handler acted on
     -- the cancel request: back to pending, the next claim would clear it and run the job again.
     kind = 'cancel'
     event_type = 'cancel'
   end
-  local f = redis.call('HMGET', jk, 'job_type', 'queue', 'priority', 'status',
-    'error_history', 'attempts')
   local job_type, queue, status = f[1], f[2], f[4]
   local to = AFTER[kind]
   local set = {'status', to, 'updated_at', int(now)}
@@ -194,9 +288,9 @@ local function apply_outcome(id, kind, o, now, event_type)
     -- Shutdown: the attempt did not really happen, so it is given back. Released and rescued
     -- jobs keep their run_at: due first, they go back to the head of their priority.
     table.insert(set, 'attempts'); table.insert(set, int(tonumber(f[6]) - 1))
-    run_at = tonumber(redis.call('HGET', jk, 'run_at'))
+    run_at = tonumber(f[8])
   elseif kind == 'retry' and event_type == 'rescue' then
-    run_at = tonumber(redis.call('HGET', jk, 'run_at'))
+    run_at = tonumber(f[8])
   elseif kind == 'retry' then
     run_at = now + tonumber(o.retry_in)
   end
@@ -206,16 +300,16 @@ local function apply_outcome(id, kind, o, now, event_type)
   end
   redis.call('HSET', jk, unpack(set))
   redis.call('HDEL', jk, unpack(drop))
-  redis.call('ZREM', key('leases'), id)
-  move_status(id, job_type, status, to)
+  zrem(key('leases'), id)
+  move_status(id, job_type, status, to, f[9])
   if run_at then
     schedule(id, queue, job_type, f[3], int(run_at), now)
   else
-    redis.call('ZADD', key('finished'), int(now), id)  -- ended: the purge's index
+    zadd(key('finished'), int(now), id)  -- ended: the purge's index
   end
   emit(id, job_type, queue, event_type or EVENT[kind], to, now, o.data)
   if not run_at and settle_ended then
-    settle_ended(id, job_type, to, now)
+    settle_ended(id, job_type, to, now, {f[10], f[11]})
   end
   return last_event
 end

@@ -9,12 +9,15 @@
 -- next_due() for the same filter until another event is written.
 local now = clock(ARGV[1])
 local worker, limit, lease, queue = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+-- Index writes are gathered (one ZADD / ZREM / HINCRBY per key for the batch) and flushed
+-- before each read of the ready or scheduled sets.
+gather_writes()
 
 -- Each job is promoted once, when the first claim after its run_at runs: O(log n) per job.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('sched', 'all'), '-inf', int(now))) do
   local f = redis.call('HMGET', key('job', id), 'queue', 'job_type', 'priority', 'run_at')
   for _, k in ipairs(variants('sched', f[1], f[2])) do
-    redis.call('ZREM', k, id)
+    zrem(k, id)
   end
   schedule(id, f[1], f[2], f[3], f[4], now)
 end
@@ -42,6 +45,7 @@ local sources = filter_sets('ready')
 -- The first `n` entries of the filter's ready sets, merged in claim order, and whether a set
 -- may hold more.
 local function heads_upto(n)
+  flush_gathered()
   local heads, more = {}, false
   for _, source in ipairs(sources) do
     local found = redis.call('ZRANGE', source, 0, n - 1, 'WITHSCORES')
@@ -68,14 +72,14 @@ local until_us = int(now + lease)
 local function take_job(member, id, f)
   local jk = key('job', id)
   for _, k in ipairs(variants('ready', f[1], f[2])) do
-    redis.call('ZREM', k, member)
+    zrem(k, member)
   end
-  local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+  local attempts = tonumber(f[6] or '0') + 1
   redis.call('HSET', jk, 'status', 'processing', 'locked_by', worker,
     'lease_expires_at', until_us, 'started_at', int(now), 'updated_at', int(now),
-    'cancel_requested', '0')
-  redis.call('ZADD', key('leases'), until_us, id)
-  move_status(id, f[2], 'pending', 'processing')
+    'cancel_requested', '0', 'attempts', int(attempts))
+  zadd(key('leases'), until_us, id)
+  move_status(id, f[2], 'pending', 'processing', f[5])
   out[1] = emit(id, f[2], f[1], 'claim', 'processing', now,
     cjson.encode({attempt = attempts, worker = worker,
       waited = math.max(now - tonumber(f[3]), 0) / 1000000}))
@@ -86,11 +90,11 @@ end
 -- dropped, never handed out twice.
 local function drop_stale(member, f)
   for _, k in ipairs(variants('ready', f[1], f[2])) do
-    redis.call('ZREM', k, member)
+    zrem(k, member)
   end
 end
 
-local FIELDS = {'queue', 'job_type', 'run_at', 'status', 'group'}
+local FIELDS = {'queue', 'job_type', 'run_at', 'status', 'group', 'attempts'}
 local limits_raw = redis.call('HGETALL', key('limits'))
 local due = nil
 
@@ -268,6 +272,7 @@ end
 
 -- What next_due() would answer now: the next ready job's run_at (from its member), else the
 -- earliest scheduled one; under flow limits, the next job they admit (from the scan above).
+flush_gathered()
 for _, source in ipairs(#limits_raw == 0 and sources or {}) do
   local head = redis.call('ZRANGE', source, 0, 0)[1]
   if head then

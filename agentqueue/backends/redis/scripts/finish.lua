@@ -5,6 +5,8 @@
 local now = clock(ARGV[1])
 local worker = ARGV[2]
 local out = {0}
+-- The batch's index writes, one per key (flushed after the body): nothing here reads an index.
+gather_writes()
 for a = 3, #ARGV, 9 do
   local id = ARGV[a]
   if held(id, worker, ARGV[a + 1]) then
