@@ -323,63 +323,60 @@ class RedisClient:
         Raises:
             BackendUnavailable: Redis cannot be reached or refused the call.
         """
+
+        async def attempt() -> Any:
+            code = self._scripts[script]
+            pool = self.redis.connection_pool
+            block_ms = max(1, round(timeout * 1000))
+            bound = None if self.timeout is None else self.timeout + block_ms / 1000
+            unblocker: asyncio.Future[None] | None = None
+            try:
+                async with asyncio.timeout(bound):
+                    conn = await (
+                        pool.get_connection("EVALSHA") if _NAMED_GET else pool.get_connection()
+                    )
+                    try:
+                        await conn.send_packed_command(
+                            self._wait_then(conn, block_ms, after)
+                            + self._evalsha(conn, code, args),
+                            False,
+                        )
+                        # Every reply is read even when one is an error: none may be left
+                        # for the connection's next user.
+                        client_id = await _reply_or_error(conn)
+                        if not isinstance(client_id, ResponseError):  # refused: no early unblock
+                            unblocker = asyncio.ensure_future(
+                                self._unblock_on(interrupt, client_id)
+                            )
+                        # An entry, or nil (timed out, unblocked).
+                        read = await _reply_or_error(conn)
+                        reply = await _reply_or_error(conn)
+                        if isinstance(reply, NoScriptError):
+                            # The script did not run (a restart, SCRIPT FLUSH): load it and
+                            # run it now.
+                            await conn.send_command("SCRIPT LOAD", code.source)
+                            code.sha = str(await conn.read_response())
+                            await conn.send_packed_command(self._evalsha(conn, code, args), False)
+                            reply = await _reply_or_error(conn)
+                        for outcome in (reply, read):
+                            if isinstance(outcome, ResponseError):
+                                raise outcome
+                        return reply
+                    finally:
+                        await pool.release(conn)
+            except RedisError as error:
+                raise self.translate(error) from error
+            except TimeoutError as error:
+                raise self.timed_out() from error
+            finally:
+                if unblocker is not None:
+                    unblocker.cancel()
+
         try:
-            return await self._run_after_change(script, args, after, timeout, interrupt)
+            return await attempt()
         except _Loading:
             # Nothing ran; the wait starts again once the server has loaded.
-            return await self._once_loaded(
-                lambda: self._run_after_change(script, args, after, timeout, interrupt)
-            )
-
-    async def _run_after_change(
-        self,
-        script: str,
-        args: Sequence[str | int],
-        after: int,
-        timeout: float,
-        interrupt: asyncio.Event,
-    ) -> Any:
-        code = self._scripts[script]
-        pool = self.redis.connection_pool
-        block_ms = max(1, round(timeout * 1000))
-        bound = None if self.timeout is None else self.timeout + block_ms / 1000
-        unblocker: asyncio.Future[None] | None = None
-        try:
-            async with asyncio.timeout(bound):
-                conn = await (
-                    pool.get_connection("EVALSHA") if _NAMED_GET else pool.get_connection()
-                )
-                try:
-                    await conn.send_packed_command(
-                        self._wait_then(conn, block_ms, after) + self._evalsha(conn, code, args),
-                        False,
-                    )
-                    # Every reply is read even when one is an error: none may be left for the
-                    # connection's next user.
-                    client_id = await _reply_or_error(conn)
-                    if not isinstance(client_id, ResponseError):  # refused: no early unblock
-                        unblocker = asyncio.ensure_future(self._unblock_on(interrupt, client_id))
-                    read = await _reply_or_error(conn)  # an entry, or nil (timed out, unblocked)
-                    reply = await _reply_or_error(conn)
-                    if isinstance(reply, NoScriptError):
-                        # The script did not run (a restart, SCRIPT FLUSH): load it, run it now.
-                        await conn.send_command("SCRIPT LOAD", code.source)
-                        code.sha = str(await conn.read_response())
-                        await conn.send_packed_command(self._evalsha(conn, code, args), False)
-                        reply = await _reply_or_error(conn)
-                    for outcome in (reply, read):
-                        if isinstance(outcome, ResponseError):
-                            raise outcome
-                    return reply
-                finally:
-                    await pool.release(conn)
-        except RedisError as error:
-            raise self.translate(error) from error
-        except TimeoutError as error:
-            raise self.timed_out() from error
-        finally:
-            if unblocker is not None:
-                unblocker.cancel()
+            return await self._once_loaded(attempt)
 
     def _wait_then(self, conn: Any, block_ms: int, after: int) -> bytes:
         """`CLIENT ID` and `XREAD COUNT 1 BLOCK <ms> STREAMS <events> <after>-0` as RESP."""

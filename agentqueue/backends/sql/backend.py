@@ -149,8 +149,7 @@ class SqlBackend(DurableStore, CronStore, AdminStore, ABC):
 
         # A read first: an idle claimer must not take the write lock just to find nothing.
         def probe(conn: sa.Connection) -> bool:
-            query = consume.claim_statement(queue, job_types, 1, self._at(conn, now))
-            return conn.execute(query).first() is not None
+            return consume.any_due(conn, queue, job_types, self._at(conn, now))
 
         probed = self._probe_before_claim()
         if probed and not await self._read(probe):

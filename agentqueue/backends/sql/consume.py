@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from agentqueue.backends.sql.rows import (
     insert_events,
     job_from_row,
 )
-from agentqueue.backends.sql.tables import IS_PENDING, IS_PROCESSING, jobs
+from agentqueue.backends.sql.tables import IS_PENDING, IS_PROCESSING, UTCDateTime, jobs
 from agentqueue.models import ErrorRecord, EventType, FailureReason, Job
 from agentqueue.states import JobStatus
 
@@ -52,16 +53,74 @@ def claim_statement(
     columns: Sequence[sa.ColumnElement[Any]] = (jobs.c.id,),
 ) -> sa.Select[Any]:
     """Select (the ids of) up to `limit` due pending jobs in claim order."""
+    query = _due(queue is not None, len(job_types or ()), tuple(columns))
+    return query.params(due_binds(queue, job_types, limit, now))
+
+
+def _due(
+    by_queue: bool, type_count: int, columns: tuple[sa.ColumnElement[Any], ...]
+) -> sa.Select[Any]:
+    """`claim_statement` with binds for its values (`due_binds`)."""
+    now = sa.bindparam("due_now", type_=UTCDateTime())
     query = sa.select(*columns).where(IS_PENDING, jobs.c.run_at <= now)
-    if queue is not None:
-        query = query.where(jobs.c.queue == queue)
-    if job_types:
-        query = query.where(jobs.c.job_type.in_(list(job_types)))
+    if by_queue:
+        query = query.where(jobs.c.queue == sa.bindparam("due_queue", type_=sa.String()))
+    if type_count:
+        names = [sa.bindparam(f"due_type_{n}", type_=sa.String()) for n in range(type_count)]
+        query = query.where(jobs.c.job_type.in_(names))
     # Without statistics SQLite prefers the (status, id) index and sorts the whole backlog on
     # every claim; the partial claim index already holds pending rows in claim order.
-    index = "aq_jobs_claim_any" if queue is None else "aq_jobs_claim_queue"
+    index = "aq_jobs_claim_queue" if by_queue else "aq_jobs_claim_any"
     query = query.with_hint(jobs, f"INDEXED BY {index}", dialect_name="sqlite")
-    return query.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(limit)
+    return query.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(
+        sa.bindparam("due_limit", type_=sa.Integer())
+    )
+
+
+@functools.cache
+def _due_ids(by_queue: bool, type_count: int) -> sa.Select[Any]:
+    """The ids of `claim_statement`, built once per shape and run with `due_binds`.
+
+    SQLAlchemy keys its compiled cache by a traversal of the statement, memoized on the
+    statement object: building the claim per call, and keying it again, was about 1.2 ms of a
+    SQLite claim's 1.7 (its SQL runs in a tenth of a millisecond).
+    """
+    return _due(by_queue, type_count, (jobs.c.id,))
+
+
+def due_binds(
+    queue: str | None, job_types: Sequence[str] | None, limit: int, at: datetime
+) -> dict[str, Any]:
+    """The bind values of `_due_ids` for a claim filter."""
+    binds: dict[str, Any] = {"due_now": at, "due_limit": limit}
+    if queue is not None:
+        binds["due_queue"] = queue
+    for n, name in enumerate(job_types or ()):
+        binds[f"due_type_{n}"] = name
+    return binds
+
+
+def any_due(
+    conn: sa.Connection, queue: str | None, job_types: Sequence[str] | None, at: datetime
+) -> bool:
+    """Whether a claim with this filter would find a due pending job (a read)."""
+    query = _due_ids(queue is not None, len(job_types or ()))
+    return conn.execute(query, due_binds(queue, job_types, 1, at)).first() is not None
+
+
+@functools.cache
+def _plain_claim(dialect: SqlDialect, by_queue: bool, type_count: int) -> sa.Update:
+    """The claim without flow limits, with `_due_ids`' binds and `claim_worker`,
+    `claim_lease_until`; built once per shape and reused (see `_due_ids`)."""
+    due = dialect.lock(_due_ids(by_queue, type_count)).scalar_subquery()
+    worker = sa.bindparam("claim_worker", type_=sa.String())
+    lease_until = sa.bindparam("claim_lease_until", type_=UTCDateTime())
+    return (
+        sa.update(jobs)
+        .where(jobs.c.id.in_(due))
+        .values(claim_values(worker, lease_until, sa.bindparam("due_now", type_=UTCDateTime())))
+        .returning(*JOB_COLUMNS)
+    )
 
 
 def claim_values(worker_id: Any, lease_until: Any, at: Any) -> dict[str, Any]:
@@ -112,6 +171,17 @@ def _values(outcome: Outcome, row: Any, at: datetime, *, rescue: bool = False) -
     return values
 
 
+@functools.cache
+def _outcome_update(names: tuple[str, ...]) -> sa.Update:
+    """The UPDATE of outcomes that set the columns `names` (bind names `b_<column>`, sorted),
+    built once per shape and reused (see `_due_ids`)."""
+    return (
+        sa.update(jobs)
+        .where(jobs.c.id == sa.bindparam("b_id"))
+        .values({name[2:]: sa.bindparam(name) for name in names if name != "b_id"})
+    )
+
+
 def apply_outcomes(
     conn: sa.Connection,
     outcomes: Sequence[Outcome],
@@ -153,12 +223,7 @@ def apply_outcomes(
             data["worker"] = row.locked_by
         events.append(event_row(row._mapping, event_type, status, at, data))
     for names, params in groups.items():
-        statement = (
-            sa.update(jobs)
-            .where(jobs.c.id == sa.bindparam("b_id"))
-            .values({name[2:]: sa.bindparam(name) for name in names if name != "b_id"})
-        )
-        conn.execute(statement, params)
+        conn.execute(_outcome_update(names), params)
     insert_events(conn, events)
     if ended:
         flow.settle(conn, lock, ended, at)
@@ -181,23 +246,26 @@ def claim(
     statement.
     """
     limit_set = limits.load(conn)
+    lease_until = at + timedelta(seconds=lease_seconds)
+    admission = None
     if limit_set is None:
-        due: Any = dialect.lock(claim_statement(queue, job_types, limit, at)).scalar_subquery()
-        admission = None
+        binds = due_binds(queue, job_types, limit, at)
+        binds |= {"claim_worker": worker_id, "claim_lease_until": lease_until}
+        statement = _plain_claim(dialect, queue is not None, len(job_types or ()))
+        rows = conn.execute(statement, binds).all()
     else:
         picked, admission = limits.admit(
             conn, dialect, limit_set, queue=queue, job_types=job_types, limit=limit, at=at
         )
         if not picked:
             return []
-        due = picked
-    claimed = conn.execute(
-        sa.update(jobs)
-        .where(jobs.c.id.in_(due))
-        .values(claim_values(worker_id, at + timedelta(seconds=lease_seconds), at))
-        .returning(*JOB_COLUMNS)
-    )
-    rows = claimed.all()
+        claimed = conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id.in_(picked))
+            .values(claim_values(worker_id, lease_until, at))
+            .returning(*JOB_COLUMNS)
+        )
+        rows = claimed.all()
     if admission is not None:
         admission.record_starts(conn)
     insert_events(

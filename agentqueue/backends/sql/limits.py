@@ -52,9 +52,13 @@ def limit_from_row(row: Any) -> Limit:
     return Limit.model_validate(dict(row._mapping))
 
 
+_ALL_LIMITS = sa.select(limits)
+"""Reused by every claim: its cache key is computed once (memoized on the statement)."""
+
+
 def load(conn: sa.Connection) -> LimitSet | None:
     """Read every limit; None when there is none (the claim is then the plain one)."""
-    found = [limit_from_row(row) for row in conn.execute(sa.select(limits))]
+    found = [limit_from_row(row) for row in conn.execute(_ALL_LIMITS)]
     if not found:
         return None
     types = {lim.key: lim for lim in found if lim.scope is LimitScope.JOB_TYPE}

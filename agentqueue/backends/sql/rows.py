@@ -70,10 +70,15 @@ def error_json(error: ErrorRecord) -> dict[str, Any]:
     return error.model_dump(mode="json")
 
 
+_INSERT_EVENTS = job_events.insert()
+"""One statement object for every event insert: its cache key is computed once (memoized on
+the object), not per call."""
+
+
 def insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Insert event rows in one statement (nothing when `rows` is empty)."""
     if rows:
-        conn.execute(job_events.insert(), rows)
+        conn.execute(_INSERT_EVENTS, rows)
 
 
 JOB_COLUMNS = tuple(jobs.c)

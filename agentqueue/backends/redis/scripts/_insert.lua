@@ -81,12 +81,7 @@ local function new_inserts()
 end
 
 local function gather(batch, k, score, member)
-  local list = batch.members[k]
-  if not list then
-    list = {}
-    batch.members[k] = list
-    table.insert(batch.order, k)
-  end
+  local list = entry(batch.members, batch.order, k)
   table.insert(list, score)
   table.insert(list, member)
 end
@@ -169,12 +164,8 @@ end
 
 -- Write a batch's gathered index entries and counts.
 local function flush_inserts(batch)
-  -- unpack() is bounded by Lua's C stack: write long member lists in slices.
   for _, k in ipairs(batch.order) do
-    local list = batch.members[k]
-    for start = 1, #list, 2000 do
-      redis.call('ZADD', k, unpack(list, start, math.min(start + 1999, #list)))
-    end
+    call_sliced('ZADD', k, batch.members[k])
   end
   for field, n in pairs(batch.counts) do
     redis.call('HINCRBY', key('counts'), field, n)

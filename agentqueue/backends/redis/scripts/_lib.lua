@@ -66,19 +66,21 @@ local function gather_writes()
   gathered = {sets = {}, set_order = {}, counts = {}, count_order = {}}
 end
 
-local function gathered_set(k)
-  local members = gathered.sets[k]
-  if not members then
-    members = {}
-    gathered.sets[k] = members
-    table.insert(gathered.set_order, k)
+-- The table under `k` in `map`, made empty (and `k` appended to `order`) on first use: the
+-- gathered writes of one key, kept in the order keys were first written.
+local function entry(map, order, k)
+  local found = map[k]
+  if not found then
+    found = {}
+    map[k] = found
+    table.insert(order, k)
   end
-  return members
+  return found
 end
 
 local function zadd(k, score, member)
   if gathered then
-    gathered_set(k)[member] = score
+    entry(gathered.sets, gathered.set_order, k)[member] = score
   else
     redis.call('ZADD', k, score, member)
   end
@@ -86,7 +88,7 @@ end
 
 local function zrem(k, member)
   if gathered then
-    gathered_set(k)[member] = false
+    entry(gathered.sets, gathered.set_order, k)[member] = false
   else
     redis.call('ZREM', k, member)
   end
@@ -94,12 +96,7 @@ end
 
 local function hincrby(k, field, n)
   if gathered then
-    local fields = gathered.counts[k]
-    if not fields then
-      fields = {}
-      gathered.counts[k] = fields
-      table.insert(gathered.count_order, k)
-    end
+    local fields = entry(gathered.counts, gathered.count_order, k)
     fields[field] = (fields[field] or 0) + n
   else
     redis.call('HINCRBY', k, field, n)
