@@ -109,10 +109,12 @@ def any_due(
 
 
 @functools.cache
-def _plain_claim(dialect: SqlDialect, by_queue: bool, type_count: int) -> sa.Update:
+def _plain_claim(dialect_type: type[SqlDialect], by_queue: bool, type_count: int) -> sa.Update:
     """The claim without flow limits, with `_due_ids`' binds and `claim_worker`,
-    `claim_lease_until`; built once per shape and reused (see `_due_ids`)."""
-    due = dialect.lock(_due_ids(by_queue, type_count)).scalar_subquery()
+    `claim_lease_until`; built once per shape and reused (see `_due_ids`). Keyed by the
+    dialect's class: each store has its own dialect object, and the cache must not hold one
+    per store ever opened."""
+    due = dialect_type().lock(_due_ids(by_queue, type_count)).scalar_subquery()
     worker = sa.bindparam("claim_worker", type_=sa.String())
     lease_until = sa.bindparam("claim_lease_until", type_=UTCDateTime())
     return (
@@ -251,7 +253,7 @@ def claim(
     if limit_set is None:
         binds = due_binds(queue, job_types, limit, at)
         binds |= {"claim_worker": worker_id, "claim_lease_until": lease_until}
-        statement = _plain_claim(dialect, queue is not None, len(job_types or ()))
+        statement = _plain_claim(type(dialect), queue is not None, len(job_types or ()))
         rows = conn.execute(statement, binds).all()
     else:
         picked, admission = limits.admit(
