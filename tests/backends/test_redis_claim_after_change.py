@@ -7,8 +7,6 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
-
 from agentqueue import Queue
 from agentqueue.backends.redis import RedisBackend
 from agentqueue.models import Job
@@ -139,19 +137,19 @@ async def test_several_waiting_workers_each_claim_a_different_job(redis_url: str
         assert sorted(claimed + [job.id for job in left]) == ids
 
 
-async def test_a_script_the_server_forgot_still_claims_after_the_change(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_script_the_server_forgot_still_claims_after_the_change(redis_url: str) -> None:
     async with Queue(redis_url) as worker_side, Queue(redis_url) as producer:
         await idle_claim(worker_side)
-        script = backend_of(worker_side)._db._scripts["claim"]  # pyright: ignore[reportPrivateUsage]
-        monkeypatch.setattr(script, "sha", "0" * 40)  # as after SCRIPT FLUSH or a restart
+        client = backend_of(worker_side)._db  # pyright: ignore[reportPrivateUsage]
+        library = client._scripts["claim"].function  # pyright: ignore[reportPrivateUsage]
+        # As after a restart without persistence, or FUNCTION FLUSH.
+        await client.call(lambda r: r.function_delete(library))
         waiting = asyncio.ensure_future(claim_after_change(worker_side))
         await asyncio.sleep(0.05)
         job_id = await producer.add_job("hello")
         async with asyncio.timeout(2):
             assert [job.id for job in await waiting] == [job_id]
-        assert script.sha != "0" * 40
+        assert await client.call(lambda r: r.function_list(library))
 
 
 async def test_an_idle_worker_claims_with_the_change_and_stops_promptly(redis_url: str) -> None:

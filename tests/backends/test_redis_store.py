@@ -210,7 +210,9 @@ class CommandLog:
             packed = command if isinstance(command, bytes) else b"".join(command)
             words = packed.split(b"\r\n")[2:5:2]  # *n, $len, NAME, $len, ARG
             name = words[0].decode().upper()
-            self.names.append(f"{name} {words[1].decode().upper()}" if name == "SCRIPT" else name)
+            self.names.append(
+                f"{name} {words[1].decode().upper()}" if name in ("SCRIPT", "FUNCTION") else name
+            )
             return await original(connection, command, *args, **options)
 
         monkeypatch.setattr(connection_class, "send_packed_command", send_packed_command)
@@ -219,32 +221,32 @@ class CommandLog:
         return sum(1 for n in self.names if n == name)
 
 
-async def test_scripts_are_loaded_once_and_then_run_by_sha(
+async def test_scripts_are_loaded_once_and_then_called_by_name(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = FrozenClock(T0)
     async with Queue(redis_url, clock=clock) as queue:
         log = CommandLog(monkeypatch, queue)
         await full_lifecycle(queue, clock)
-        loads = log.count("SCRIPT LOAD")
+        loads = log.count("FUNCTION LOAD")
         assert loads <= 10  # at most once per script (zero if the server knew them already)
-        calls = log.count("EVALSHA")
-        assert log.count("EVAL") == 0
+        calls = log.count("FCALL")
+        assert calls > 0
         for _ in range(3):
             await full_lifecycle(queue, clock)
-        assert log.count("SCRIPT LOAD") == loads  # never again
-        assert log.count("EVAL") == 0
-        assert log.count("EVALSHA") > 3 * calls - loads
+        assert log.count("FUNCTION LOAD") == loads  # never again
+        assert not {"EVAL", "EVALSHA", "SCRIPT LOAD"} & set(log.names)
+        assert log.count("FCALL") > 3 * calls - loads
 
 
-async def test_a_script_the_server_forgot_is_loaded_again(
-    rq: Queue, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_script_the_server_forgot_is_loaded_again(rq: Queue) -> None:
     client = backend_of(rq)._db  # pyright: ignore[reportPrivateUsage]
-    script = client._scripts["insert"]  # pyright: ignore[reportPrivateUsage]
-    monkeypatch.setattr(script, "sha", "0" * 40)  # as after SCRIPT FLUSH or a restart
+    library = client._scripts["insert"].function  # pyright: ignore[reportPrivateUsage]
     assert await rq.add_job("mail") == 1
-    assert script.sha != "0" * 40
+    # As after a restart without persistence, or FUNCTION FLUSH.
+    assert await client.call(lambda r: r.function_delete(library))
+    assert await rq.add_job("mail") == 2
+    assert await client.call(lambda r: r.function_list(library))
 
 
 async def caught_up(watching: Queue, writer: Queue) -> None:
@@ -420,9 +422,9 @@ async def test_next_due_after_a_claim_needs_no_round_trip_until_an_event_is_seen
             await store.claim(worker_id="w", queue=None, job_types=None, limit=1, lease_seconds=30)
             == []
         )
-        assert log.names == ["EVALSHA"]
+        assert log.names == ["FCALL"]
         assert await store.next_due(queue=None, job_types=None) == later.run_at
-        assert log.names == ["EVALSHA"]  # the claim's reply carried it
+        assert log.names == ["FCALL"]  # the claim's reply carried it
         assert await store.next_due(queue="other", job_types=None) is None  # another filter
         assert len(log.names) == 2
         # A newer event (another process's insert): the claim's answer may be stale, ask again.

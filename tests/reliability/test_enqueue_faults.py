@@ -6,7 +6,7 @@ Two real ways to get the ambiguous outcome:
 - **The reply is lost on the wire** (PostgreSQL, Redis): the queue talks to its server through a
   small TCP proxy that forwards everything until it is armed, then lets the server's answer to
   the commit (PostgreSQL's `COMMIT` command-complete message) or to the insert script (Redis'
-  EVALSHA reply) go unforwarded and cuts the connection. The server has the job; the caller
+  FCALL reply) go unforwarded and cuts the connection. The server has the job; the caller
   gets `BackendUnavailable`.
 - **The caller gives up while the store commits** (every store): `asyncio.wait_for` around
   `add_job` with timeouts swept across the call's duration, so some calls are cancelled after
@@ -112,7 +112,7 @@ def pg_commit_reply(reply: bytes, _request: bytes) -> bool:
 
 def redis_script_reply(_reply: bytes, request: bytes) -> bool:
     """A reply to a script call (every Redis write is one script; the insert is the first)."""
-    return b"EVALSHA" in request
+    return b"FCALL" in request
 
 
 def through(url: str, port: int) -> str:

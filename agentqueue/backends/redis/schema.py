@@ -25,7 +25,7 @@ MIGRATIONS = [(1, "initial")]
 """(version, name) of each step; version 1 is the first data model, which needs no writes."""
 LATEST = MIGRATIONS[-1][0]
 MIN_REDIS = (7, 0)
-"""Script flags (the `#!lua` shebang) and exclusive XRANGE bounds need Redis 7."""
+"""Functions (FUNCTION LOAD, FCALL), script flags and exclusive XRANGE bounds need Redis 7."""
 
 
 async def current_version(client: RedisClient) -> int:

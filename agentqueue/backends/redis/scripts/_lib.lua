@@ -1,11 +1,14 @@
--- Helpers shared by every agentqueue script. The loader prepends this file to each script
--- (Redis scripts cannot import), after a `#!lua` shebang: a script with a shebang is refused
--- as a whole when Redis is out of memory, instead of failing half-way through its writes.
+-- Helpers shared by every agentqueue script. The loader (client.py) makes each script a Redis
+-- function library: this file, the script's helper files, then the script's body as the
+-- function's callback. The helpers are defined once, when the library is loaded, not on every
+-- call as an EVAL script's would be; every call starts with `begin(keys)`, which resets the
+-- per-call state below. A function without the `allow-oom` flag is refused as a whole when
+-- Redis is out of memory, instead of failing half-way through its writes.
 --
--- KEYS[1] is the hash tag `{prefix}`; every key is `{prefix}:...`, so all keys of a queue live
--- in one cluster slot and Redis Cluster routes each call by KEYS[1]. Key names are built here;
+-- keys[1] is the hash tag `{prefix}`; every key is `{prefix}:...`, so all keys of a queue live
+-- in one cluster slot and Redis Cluster routes each call by it. Key names are built here;
 -- keys.py documents them and builds the same names for reads.
-local T = KEYS[1]
+local T = nil  -- the call's hash tag (set by `begin`)
 
 local function key(...)
   return T .. ':' .. table.concat({...}, ':')
@@ -37,7 +40,7 @@ end
 
 -- One sorted set per claim filter: any queue, one queue, one job type, queue and job type.
 -- The queue is length-prefixed in the last one: queue and job-type names may contain ':'.
--- Memoized: a batch names the same few (queue, job type) pairs over and over.
+-- Memoized per call: a batch names the same few (queue, job type) pairs over and over.
 local variant_keys = {}
 local function variants(kind, queue, job_type)
   local id = kind .. '\0' .. queue .. '\0' .. job_type
@@ -224,6 +227,15 @@ local function announce()
   if last_event then
     redis.call('SPUBLISH', key('changes'), last_event)
   end
+end
+
+-- Called by the loader before the body: the call's prefix, and no state left from the last
+-- call (a library's locals live as long as the library).
+local function begin(keys)
+  T = keys[1]
+  variant_keys = {}
+  gathered = nil
+  last_event = nil
 end
 
 -- A worker write applies only while the job is processing under that worker and attempt.
