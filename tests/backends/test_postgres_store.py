@@ -344,6 +344,39 @@ async def test_a_job_read_on_the_direct_pool_equals_the_one_read_through_the_eng
         await engine.dispose()
 
 
+async def test_an_upgraded_store_writes_events_without_the_jobs_foreign_key(pg: Queue) -> None:
+    schema = _schema(pg)
+    conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": schema})
+
+    async def event_keys() -> list[str]:
+        rows = await conn.fetch(
+            "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+            "AND conrelid = 'aq_job_events'::regclass"
+        )
+        return [row["conname"] for row in rows]
+
+    try:
+        assert await event_keys() == []
+        # A store at version 9 has the key of migration 0001.
+        await conn.execute(
+            "ALTER TABLE aq_job_events ADD CONSTRAINT aq_job_events_job_id_fkey "
+            "FOREIGN KEY (job_id) REFERENCES aq_jobs (id) ON DELETE CASCADE"
+        )
+        await conn.execute("DELETE FROM aq_schema_migrations WHERE version = 10")
+        assert await event_keys() == ["aq_job_events_job_id_fkey"]
+        assert await pg.backend.migrate() == ["0010_events_without_job_key"]
+        assert await event_keys() == []
+        # Events are still written with their jobs, and the purge takes them with the job.
+        job_id = await pg.add_job("after-upgrade")
+        assert [event.type for event in await pg.get_job_events(job_id)] == ["added"]
+        await pg.cancel_job(job_id)
+        assert (await pg.purge_jobs()).changed == 1
+        left = "SELECT count(*) FROM aq_job_events WHERE job_id = $1"
+        assert await conn.fetchval(left, job_id) == 0
+    finally:
+        await conn.close()
+
+
 async def test_the_commit_trigger_has_its_schema_written_in_also_after_an_upgrade(
     pg: Queue,
 ) -> None:
@@ -364,9 +397,12 @@ async def test_the_commit_trigger_has_its_schema_written_in_also_after_an_upgrad
         assert f"INSERT INTO {schema}.aq_event_commits" in await source()
         # A store at version 8 has migration 0003's function, which builds its INSERT per call.
         await conn.execute(m0003_event_commits._COMMIT_FUNCTION)
-        await conn.execute("DELETE FROM aq_schema_migrations WHERE version = 9")
+        await conn.execute("DELETE FROM aq_schema_migrations WHERE version >= 9")
         assert "EXECUTE format" in await source()
-        assert await pg.backend.migrate() == ["0009_static_commit_trigger"]
+        assert await pg.backend.migrate() == [
+            "0009_static_commit_trigger",
+            "0010_events_without_job_key",
+        ]
         assert "EXECUTE" not in await source()
     finally:
         await conn.close()

@@ -230,7 +230,14 @@ job_events = sa.Table(
     "aq_job_events",
     metadata,
     sa.Column("id", IdType, primary_key=True, autoincrement=True),
-    sa.Column("job_id", IdType, sa.ForeignKey("aq_jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("job_id", IdType, nullable=False),
+    # SQLite only (PostgreSQL dropped it in migration 0010): there, checking it is a trigger
+    # call and a row lock per event, about 10 ms of a 1,000-job enqueue's 45 ms of server
+    # time. Events are written with their job, in its transaction, and the purge deletes them
+    # before their jobs: the key guarded nothing the code does not already keep.
+    sa.ForeignKeyConstraint(["job_id"], ["aq_jobs.id"], ondelete="CASCADE").ddl_if(
+        dialect="sqlite"
+    ),
     sa.Column("job_type", sa.String(200), nullable=False),
     sa.Column("queue", sa.String(100), nullable=False),
     sa.Column("type", sa.String(40), nullable=False),

@@ -27,6 +27,7 @@ from agentqueue.backends.sql.migrations import (
     m0007_job_flow_options,
     m0008_doors,
     m0009_static_commit_trigger,
+    m0010_events_without_job_key,
 )
 from agentqueue.errors import SchemaMismatch
 
@@ -44,6 +45,7 @@ MIGRATIONS: list[ModuleType] = [
     m0007_job_flow_options,
     m0008_doors,
     m0009_static_commit_trigger,
+    m0010_events_without_job_key,
 ]
 LATEST = MIGRATIONS[-1].VERSION
 
