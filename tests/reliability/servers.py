@@ -5,7 +5,8 @@ Redis: they start their own here and stop them by pid.
 
 - `PrivatePostgres`: a cluster `initdb`-ed into a temp dir (run as the `postgres` user when the
   tests run as root, which `initdb` refuses), listening on a free loopback port; `restart("fast")`
-  and `restart("immediate")` (crash recovery) go through `pg_ctl`.
+  and `restart("immediate")` (crash recovery) go through `pg_ctl`; `start_refusing_sessions()`
+  makes it answer 57P03 (as while starting up) until `promote()`.
 - `PrivateRedis`: `redis-server` on a free port with AOF on (`appendfsync always`) and
   `noeviction`; `kill()` is SIGKILL, `start()` brings it back on the same port and dir.
 - `TcpProxy`: an asyncio loopback proxy (in a thread of its own, so a test's blocking calls don't
@@ -95,18 +96,39 @@ class PrivatePostgres:
         """The same database reached through another port (a `TcpProxy`)."""
         return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
-    def start(self) -> float:
-        """Start the server and wait until it accepts connections; return the seconds taken."""
-        started = time.monotonic()
-        options = (
+    def _options(self) -> str:
+        return (
             # fsync off is safe against a crash of the server process (the OS keeps what was
             # written), which is all `-m immediate` does; synchronous_commit stays on, or an
             # acknowledged commit could be lost in that crash.
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
             "-c full_page_writes=off -c max_connections=200"
         )
+
+    def start(self) -> float:
+        """Start the server and wait until it accepts connections; return the seconds taken."""
+        started = time.monotonic()
+        options = self._options()
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
         return time.monotonic() - started
+
+    def start_refusing_sessions(self) -> None:
+        """Start the server as a standby with hot standby off (stopping it first if it runs):
+        it listens but refuses every session with 57P03, as a server still starting up does,
+        until `promote()`."""
+        if self.pid() is not None:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        signal_file = self.data / "standby.signal"
+        signal_file.touch()
+        if self._as_postgres:
+            shutil.chown(signal_file, "postgres", "postgres")
+        options = self._options() + " -c hot_standby=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-W", "start")
+        wait_for_port(self.port)
+
+    def promote(self) -> None:
+        """End the standby mode of `start_refusing_sessions`: the server accepts sessions."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
 
     def restart(self, mode: Literal["fast", "immediate"]) -> float:
         """`pg_ctl restart -m mode` (immediate = crash recovery); return the outage in seconds."""

@@ -24,6 +24,8 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from agentqueue.backends.sql.pg_startup import connect_patiently
+
 _DIALECT = asyncpg_dialect.dialect()
 # Options of SQLAlchemy's asyncpg adapter that asyncpg itself does not take.
 _ADAPTER_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback")
@@ -94,9 +96,11 @@ class DirectPool:
         max_size: int,
         server_settings: dict[str, str],
         server_pids: set[int] | None = None,
+        where: str = "",
     ) -> None:
         """`server_pids`: kept up to date with the server process ids of this pool's open
-        connections (a NOTIFY names the process that sent it)."""
+        connections (a NOTIFY names the process that sent it). `where`: the server, for
+        messages."""
         _args, options = engine.dialect.create_connect_args(engine.url)
         if options.get("prepared_statement_cache_size") == 0:
             options["statement_cache_size"] = 0  # e.g. behind a pooler in transaction mode
@@ -106,6 +110,7 @@ class DirectPool:
         self._max_size = max_size
         self._server_settings = server_settings
         self._server_pids = server_pids if server_pids is not None else set()
+        self._where = where
         self._pool: Any = None  # an asyncpg.Pool once opened
         self._opening: asyncio.Lock | None = None
 
@@ -120,7 +125,12 @@ class DirectPool:
             if self._pool is None:
                 import asyncpg  # the store checked at start that the extra is installed
 
+                def connect(*args: Any, **options: Any) -> Any:
+                    # Each new connection waits for a starting server (see pg_startup).
+                    return connect_patiently(lambda: asyncpg.connect(*args, **options), self._where)
+
                 self._pool = await asyncpg.create_pool(
+                    connect=connect,
                     min_size=0,
                     max_size=self._max_size,
                     server_settings=self._server_settings,

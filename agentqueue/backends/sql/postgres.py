@@ -45,6 +45,7 @@ from agentqueue.backends.sql.pg_direct import (
     DirectStatement,
     connection_gone,
 )
+from agentqueue.backends.sql.pg_startup import wait_out_startup
 from agentqueue.backends.sql.rows import job_from_row, job_from_values
 from agentqueue.backends.sql.tables import audit as audit_table
 from agentqueue.backends.sql.tables import event_commits, job_events, jobs
@@ -346,6 +347,10 @@ class PostgresBackend(SqlBackend):
             if self._owns_engine
             else self.engine
         )
+        where = _where(self.engine)
+        if self._owns_engine:
+            for own in (self.engine, self._claim_engine):
+                wait_out_startup(own, where)
         # The hottest statements skip the engine's per-call machinery (see `pg_direct`), on
         # pools of their own with the same settings as the two engines.
         self._direct: DirectPool | None = None
@@ -361,12 +366,14 @@ class PostgresBackend(SqlBackend):
                 max_size=2 * options.pool_size,
                 server_settings=settings,
                 server_pids=self._direct_pids,
+                where=where,
             )
             self._direct_claims = DirectPool(
                 self.engine,
                 max_size=2 + options.pool_size,
                 server_settings={**settings, "synchronous_commit": "off"},
                 server_pids=self._direct_pids,
+                where=where,
             )
         self._signal = ChangeSignal()
         self._wrapped: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
@@ -972,6 +979,12 @@ def _translated(sqlstate: str | None, message: str) -> Exception:
     if sqlstate == "53100":  # disk_full
         return StoreFull(f"PostgreSQL's disk is full; nothing was written: {message}")
     return BackendUnavailable(f"PostgreSQL error: {message}")
+
+
+def _where(engine: AsyncEngine) -> str:
+    """Where the server is, for messages (never the password)."""
+    url = engine.url
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
 
 def _sqlstate(error: sa_exc.DBAPIError) -> str | None:
