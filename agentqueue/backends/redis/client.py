@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any, TypeVar
@@ -170,13 +170,19 @@ def script_source(name: str) -> str:
     call (as an EVAL script's prelude would be: about a fifth of a small script's time).
     """
     folder = files("agentqueue.backends.redis").joinpath("scripts")
-    helpers = [folder.joinpath("_lib.lua").read_text(encoding="utf-8")]
-    if name in DURABLE_SCRIPTS:
-        helpers.append(folder.joinpath("_durable.lua").read_text(encoding="utf-8"))
-    if name in FLOW_SCRIPTS:
-        helpers.append(folder.joinpath("_flow.lua").read_text(encoding="utf-8"))
-    if name in INSERT_SCRIPTS:
-        helpers.append(folder.joinpath("_insert.lua").read_text(encoding="utf-8"))
+    # In this order: a file may use the helpers of those before it (_flow.lua inserts dead
+    # letters with _insert.lua's).
+    wanted = [
+        ("_lib", True),
+        ("_insert", name in INSERT_SCRIPTS),
+        ("_flow", name in FLOW_SCRIPTS),
+        ("_durable", name in DURABLE_SCRIPTS),
+    ]
+    helpers = [
+        folder.joinpath(f"{helper}.lua").read_text(encoding="utf-8")
+        for helper, used in wanted
+        if used
+    ]
     body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     # Without `allow-oom`, Redis refuses a whole writing function when out of memory (instead of
     # failing between two of its writes); readers say `no-writes`, so they may run on replicas.
@@ -306,21 +312,23 @@ class RedisClient:
 
     async def _run(self, script: str, args: Sequence[str | int]) -> Any:
         code = self._scripts[script]
+        async with self._connection(self.timeout) as conn:
+            await conn.send_packed_command(self._fcall(conn, code, args), False)
+            reply = await self._loaded_reply(conn, code, args, await _reply_or_error(conn))
+            if isinstance(reply, ResponseError):
+                raise reply
+            return reply
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, bound: float | None) -> AsyncIterator[Any]:
+        """A pooled connection for one call of at most `bound` seconds (waiting for the
+        connection included); redis-py's errors and the bound become the store's errors."""
         pool = self.redis.connection_pool
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(bound):
                 conn = await (pool.get_connection("FCALL") if _NAMED_GET else pool.get_connection())
                 try:
-                    await conn.send_packed_command(self._fcall(conn, code, args), False)
-                    reply = await _reply_or_error(conn)
-                    if _missing(reply):
-                        # Nothing ran: load the library, then run it.
-                        await self._load(conn, code)
-                        await conn.send_packed_command(self._fcall(conn, code, args), False)
-                        reply = await _reply_or_error(conn)
-                    if isinstance(reply, ResponseError):
-                        raise reply
-                    return reply
+                    yield conn
                 finally:
                     # A connection whose reply was not read (an error, a cancellation) was
                     # closed by redis-py; the pool reconnects it on its next use.
@@ -329,6 +337,17 @@ class RedisClient:
             raise self.translate(error) from error
         except TimeoutError as error:
             raise self.timed_out() from error
+
+    async def _loaded_reply(
+        self, conn: Any, code: Script, args: Sequence[str | int], reply: Any
+    ) -> Any:
+        """`reply`; or, when it says the server has no such function (nothing ran), load the
+        library, run the call again and return that reply."""
+        if _missing(reply):
+            await self._load(conn, code)
+            await conn.send_packed_command(self._fcall(conn, code, args), False)
+            reply = await _reply_or_error(conn)
+        return reply
 
     async def run_after_change(
         self,
@@ -361,45 +380,27 @@ class RedisClient:
 
         async def attempt() -> Any:
             code = self._scripts[script]
-            pool = self.redis.connection_pool
             block_ms = max(1, round(timeout * 1000))
             bound = None if self.timeout is None else self.timeout + block_ms / 1000
             unblocker: asyncio.Future[None] | None = None
             try:
-                async with asyncio.timeout(bound):
-                    conn = await (
-                        pool.get_connection("FCALL") if _NAMED_GET else pool.get_connection()
+                async with self._connection(bound) as conn:
+                    await conn.send_packed_command(
+                        self._wait_then(conn, block_ms, after) + self._fcall(conn, code, args),
+                        False,
                     )
-                    try:
-                        await conn.send_packed_command(
-                            self._wait_then(conn, block_ms, after) + self._fcall(conn, code, args),
-                            False,
-                        )
-                        # Every reply is read even when one is an error: none may be left
-                        # for the connection's next user.
-                        client_id = await _reply_or_error(conn)
-                        if not isinstance(client_id, ResponseError):  # refused: no early unblock
-                            unblocker = asyncio.ensure_future(
-                                self._unblock_on(interrupt, client_id)
-                            )
-                        # An entry, or nil (timed out, unblocked).
-                        read = await _reply_or_error(conn)
-                        reply = await _reply_or_error(conn)
-                        if _missing(reply):
-                            # The script did not run: load it and run it now.
-                            await self._load(conn, code)
-                            await conn.send_packed_command(self._fcall(conn, code, args), False)
-                            reply = await _reply_or_error(conn)
-                        for outcome in (reply, read):
-                            if isinstance(outcome, ResponseError):
-                                raise outcome
-                        return reply
-                    finally:
-                        await pool.release(conn)
-            except RedisError as error:
-                raise self.translate(error) from error
-            except TimeoutError as error:
-                raise self.timed_out() from error
+                    # Every reply is read even when one is an error: none may be left for the
+                    # connection's next user.
+                    client_id = await _reply_or_error(conn)
+                    if not isinstance(client_id, ResponseError):  # refused: no early unblock
+                        unblocker = asyncio.ensure_future(self._unblock_on(interrupt, client_id))
+                    # An entry, or nil (timed out, unblocked).
+                    read = await _reply_or_error(conn)
+                    reply = await self._loaded_reply(conn, code, args, await _reply_or_error(conn))
+                    for outcome in (reply, read):
+                        if isinstance(outcome, ResponseError):
+                            raise outcome
+                    return reply
             finally:
                 if unblocker is not None:
                     unblocker.cancel()
