@@ -9,6 +9,7 @@ Redis: they start their own here and stop them by pid.
   makes it answer 57P03 (as while starting up) until `promote()`.
 - `PrivateRedis`: `redis-server` on a free port with AOF on (`appendfsync always`) and
   `noeviction`; `kill()` is SIGKILL, `start()` brings it back on the same port and dir.
+- `small_disk(mb)`: a tmpfs that fills up for real (`resize` gives the space back).
 - `TcpProxy`: an asyncio loopback proxy (in a thread of its own, so a test's blocking calls don't
   stall it) whose `drop(seconds)` closes every connection and refuses new ones for a while.
 
@@ -66,17 +67,22 @@ def _pg_bin() -> Path | None:
 class PrivatePostgres:
     """A throwaway PostgreSQL cluster of one test (or module), on a free port."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, data_in: Path | None = None) -> None:
+        """`data_in`: put the data directory there (a `SmallDisk`), the WAL stays in a temp
+        dir: a full disk then fails writes to tables (53100), not the WAL (a PANIC)."""
         self.bindir = bindir
         # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
         self.root = Path(tempfile.mkdtemp(prefix="aq-pg-"))
-        self.data = self.root / "data"
+        self.data = (data_in or self.root) / "data"
         self.log = self.root / "server.log"
         self.port = free_port()
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+            if data_in is not None:
+                shutil.chown(data_in, "postgres", "postgres")
+        where = ["-D", str(self.data), "--waldir", str(self.root / "wal")]
+        self._run("initdb", *where, "-U", "postgres", "-A", "trust", "--no-sync")
 
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir / tool), *args]
@@ -184,15 +190,56 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A started private cluster, stopped afterwards; skips when PostgreSQL isn't installed."""
+def private_postgres(*, data_in: Path | None = None) -> Iterator[PrivatePostgres]:
+    """A started private cluster, stopped afterwards; skips when PostgreSQL isn't installed.
+    `data_in`: see `PrivatePostgres`."""
     bindir = _pg_bin()
     require(
         bindir is not None, "PostgreSQL server binaries not installed (/usr/lib/postgresql/*/bin)"
     )
     assert bindir is not None
-    with PrivatePostgres(bindir) as server:
+    with PrivatePostgres(bindir, data_in=data_in) as server:
         yield server
+
+
+class SmallDisk:
+    """A tmpfs of a few MB: a real file system that runs out of space (needs root)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def resize(self, megabytes: int) -> None:
+        """Grow (or shrink) the file system: a full disk gets its space back."""
+        subprocess.run(
+            ["mount", "-o", f"remount,size={megabytes}m", str(self.path)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+
+@contextlib.contextmanager
+def small_disk(megabytes: int) -> Iterator[SmallDisk]:
+    """A `SmallDisk` mounted for the test and unmounted after; skips where mounting is not
+    allowed (not root, or a container without the capability), except in CI."""
+    path = Path(tempfile.mkdtemp(prefix="aq-disk-"))
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    try:
+        require(mounted.returncode == 0, f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+        try:
+            yield SmallDisk(path)
+        finally:
+            subprocess.run(
+                ["umount", "-l", str(path)], capture_output=True, timeout=30, check=False
+            )
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class PrivateRedis:

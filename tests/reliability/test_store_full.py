@@ -1,8 +1,10 @@
 """Reliability scenarios 9b and 10: a store that runs out of space fails loudly, loses nothing.
 
 SQLite's disk is made full with `PRAGMA max_page_count` (a per-connection cap, set on every
-transaction of the queue under test, so no root and no real disk is needed); Redis gets a small
-`maxmemory` under `noeviction` on a private server. In both, enqueue must raise the typed
+transaction of the queue under test, so no root and no real disk is needed); PostgreSQL's is a
+real one: a private cluster whose data directory is on a small tmpfs (its WAL elsewhere, as on
+a server with a separate WAL volume: a full WAL disk is a PANIC, not an error); Redis gets a
+small `maxmemory` under `noeviction` on a private server. In both, enqueue must raise the typed
 `StoreFull`, a worker running meanwhile must not crash, no acknowledged job may vanish, and the
 queue works again once space returns (SQLite's file then passes `integrity_check`).
 """
@@ -10,6 +12,7 @@ queue works again once space returns (SQLite's file then passes `integrity_check
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +29,7 @@ from agentqueue import BackendUnavailable, JobContext, JobStatus, Queue, StoreFu
 from agentqueue.api import ApiSettings, create_app
 from tests.acceptance.procs import all_jobs, complete_events, statuses
 from tests.reliability import figures
-from tests.reliability.servers import private_redis
+from tests.reliability.servers import private_postgres, private_redis, small_disk
 from tests.worker.worker_kit import fast_worker, running
 
 pytestmark = pytest.mark.slow
@@ -47,11 +50,11 @@ def _register_echo(queue: Queue) -> list[int]:
     return runs
 
 
-async def _fill(queue: Queue, acknowledged: list[int]) -> BackendUnavailable:
+async def _fill(queue: Queue, acknowledged: list[int], filler: str = FILLER) -> BackendUnavailable:
     """Enqueue big jobs until the store refuses one; return the error (fail if it never does)."""
     for _ in range(2000):
         try:
-            acknowledged.append(await queue.add_job("echo", {"filler": FILLER}))
+            acknowledged.append(await queue.add_job("echo", {"filler": filler}))
         except BackendUnavailable as error:
             return error
     pytest.fail("the store never filled up")
@@ -131,22 +134,22 @@ async def test_sqlite_disk_full_raises_store_full_and_the_file_stays_intact(
     assert integrity == "ok"
 
 
-async def _still_refused(queue: Queue) -> bool:
+async def _still_refused(queue: Queue, filler: str = FILLER) -> bool:
     try:
-        await queue.add_job("echo", {"filler": FILLER})
+        await queue.add_job("echo", {"filler": filler})
     except StoreFull:
         return True
     return False
 
 
-async def _rest_status_of(queue: Queue) -> tuple[int, str]:
+async def _rest_status_of(queue: Queue, filler: str = FILLER) -> tuple[int, str]:
     """The REST door's answer to an enqueue on the full store: (status, error code)."""
     app = create_app(queue, settings=ApiSettings(dashboard=False, mcp=False), close_queue=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             answer = await client.post(
-                "/api/v1/jobs", json={"job_type": "echo", "payload": {"filler": FILLER}}
+                "/api/v1/jobs", json={"job_type": "echo", "payload": {"filler": filler}}
             )
     return answer.status_code, answer.json()["error"]["code"]
 
@@ -201,6 +204,60 @@ async def test_redis_at_maxmemory_refuses_enqueues_with_store_full_and_evicts_no
     assert "out of memory" in error.message
     assert still_full
     assert evicted == 0
+    assert lost == []
+    assert completions == [1] * len(acknowledged_all)
+    assert sorted(runs) == sorted(acknowledged_all)
+
+
+INCOMPRESSIBLE = secrets.token_urlsafe(48_000)
+"""A payload PostgreSQL cannot compress (random text, ~64 KB): each job takes real space."""
+
+
+async def test_postgres_disk_full_raises_store_full_and_loses_nothing() -> None:
+    with small_disk(megabytes=32) as disk, private_postgres(data_in=disk.path) as server:
+        async with Queue(f"{server.url}?schema=full") as queue:
+            runs = _register_echo(queue)
+            acknowledged: list[int] = list(
+                await queue.add_jobs([{"job_type": "echo"} for _ in range(20)])
+            )
+            error = await _fill(queue, acknowledged, INCOMPRESSIBLE)
+            full_at = time.monotonic()
+            rest_status = await _rest_status_of(queue, INCOMPRESSIBLE)
+
+            worker = fast_worker(queue, concurrency=4)
+            async with running(worker) as task:
+                # The worker claims and completes while the disk is full: writes may fail; it
+                # must survive them and finish every job once space returns.
+                still_full = await _still_refused(queue, INCOMPRESSIBLE)
+                disk.resize(256)
+                after = await queue.add_job("echo", {"filler": "after"})
+                acknowledged_all = [*acknowledged, after]
+                deadline = time.monotonic() + 30
+                while (await statuses(queue))["completed"] != len(acknowledged_all):
+                    assert not task.done(), f"the worker stopped: {task}"
+                    assert time.monotonic() < deadline, await statuses(queue)
+                    await asyncio.sleep(0.05)
+                recovered_after = time.monotonic() - full_at
+
+            jobs = {job.id: job for job in await all_jobs(queue)}
+            completions = [await complete_events(queue, job_id) for job_id in acknowledged_all]
+    lost = [job_id for job_id in acknowledged_all if job_id not in jobs]
+    figures.record(
+        "9-disk-full",
+        "postgres",
+        jobs=len(acknowledged_all),
+        error=error.code,
+        rest_status=rest_status,
+        lost=len(lost),
+        duplicates=sum(1 for count in completions if count > 1),
+        stuck=sum(1 for job in jobs.values() if job.status is not JobStatus.COMPLETED),
+        recovery_seconds=round(recovered_after, 2),
+    )
+    assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
+    assert error.code == "store_full"
+    assert "disk is full" in error.message
+    assert still_full, "the store accepted a write on a full disk"
+    assert rest_status == (503, "store_full")
     assert lost == []
     assert completions == [1] * len(acknowledged_all)
     assert sorted(runs) == sorted(acknowledged_all)
