@@ -15,7 +15,7 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import closing
 from typing import Any
 
@@ -60,6 +60,42 @@ async def _fill(queue: Queue, acknowledged: list[int], filler: str = FILLER) -> 
     pytest.fail("the store never filled up")
 
 
+class Recovery:
+    """What a full store did once a worker ran on it and the space came back."""
+
+    def __init__(self, still_full: bool, acknowledged: list[int], seconds: float) -> None:
+        self.still_full = still_full
+        """An enqueue was still refused while full, before the space came back."""
+        self.acknowledged = acknowledged
+        """Every acknowledged job, one enqueued after the space came back included."""
+        self.seconds = seconds
+        """From the store filling up to the last job completed."""
+
+
+async def _recover(
+    queue: Queue,
+    acknowledged: list[int],
+    full_at: float,
+    make_room: Callable[[], object],
+    filler: str = FILLER,
+) -> Recovery:
+    """Run a worker on the full store (its writes fail: it must survive them), check it still
+    refuses an enqueue, `make_room()`, enqueue one more job and wait until every acknowledged
+    job completed."""
+    worker = fast_worker(queue, concurrency=4)
+    async with running(worker) as task:
+        still_full = await _still_refused(queue, filler)
+        make_room()
+        after = await queue.add_job("echo", {"filler": "after"})
+        everything = [*acknowledged, after]
+        deadline = time.monotonic() + 30
+        while (await statuses(queue))["completed"] != len(everything):
+            assert not task.done(), f"the worker stopped: {task}"
+            assert time.monotonic() < deadline, await statuses(queue)
+            await asyncio.sleep(0.05)
+        return Recovery(still_full, everything, time.monotonic() - full_at)
+
+
 @pytest.fixture
 async def sqlite_queue(sqlite_url: str) -> AsyncIterator[Queue]:
     """A migrated queue on a SQLite file."""
@@ -87,24 +123,9 @@ async def test_sqlite_disk_full_raises_store_full_and_the_file_stays_intact(
     full_at = time.monotonic()
     rest_status = await _rest_status_of(queue)
 
-    worker = fast_worker(queue, concurrency=4)
-    async with running(worker) as task:
-        # The worker claims and completes while the file is full: its writes fail; it must
-        # survive them and finish every job once space returns.
-        still_full = await _still_refused(queue)
-        cap["pages"] = 1_073_741_823  # SQLite's default cap: the space is back
-
-        async def drained() -> bool:
-            return (await statuses(queue))["completed"] == len(acknowledged) + 1
-
-        after = await queue.add_job("echo", {"filler": "after"})
-        acknowledged_all = [*acknowledged, after]
-        deadline = time.monotonic() + 30
-        while not await drained():
-            assert not task.done(), f"the worker stopped: {task}"
-            assert time.monotonic() < deadline, await statuses(queue)
-            await asyncio.sleep(0.05)
-        recovered_after = time.monotonic() - full_at
+    # Back to SQLite's default page cap: the space returns.
+    recovery = await _recover(queue, acknowledged, full_at, lambda: cap.update(pages=1_073_741_823))
+    acknowledged_all = recovery.acknowledged
 
     with closing(sqlite3.connect(path)) as probe:
         integrity = probe.execute("PRAGMA integrity_check").fetchone()[0]
@@ -121,12 +142,12 @@ async def test_sqlite_disk_full_raises_store_full_and_the_file_stays_intact(
         duplicates=sum(1 for count in completions if count > 1),
         stuck=sum(1 for job in jobs.values() if job.status is not JobStatus.COMPLETED),
         integrity=integrity,
-        recovery_seconds=round(recovered_after, 2),
+        recovery_seconds=round(recovery.seconds, 2),
     )
     assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
     assert error.code == "store_full"
     assert "full" in error.message
-    assert still_full, "the store accepted a write past its page cap"
+    assert recovery.still_full, "the store accepted a write past its page cap"
     assert rest_status == (503, "store_full")
     assert lost == []
     assert completions == [1] * len(acknowledged_all)
@@ -169,18 +190,11 @@ async def test_redis_at_maxmemory_refuses_enqueues_with_store_full_and_evicts_no
                 full_at = time.monotonic()
                 keys_when_full = int(admin.dbsize())
 
-                worker = fast_worker(queue, concurrency=4)
-                async with running(worker) as task:
-                    still_full = await _still_refused(queue)
-                    admin.config_set("maxmemory", 0)  # memory freed
-                    after = await queue.add_job("echo", {"filler": "after"})
-                    acknowledged_all = [*acknowledged, after]
-                    deadline = time.monotonic() + 30
-                    while (await statuses(queue))["completed"] != len(acknowledged_all):
-                        assert not task.done(), f"the worker stopped: {task}"
-                        assert time.monotonic() < deadline, await statuses(queue)
-                        await asyncio.sleep(0.05)
-                    recovered_after = time.monotonic() - full_at
+                # Memory freed: no limit.
+                recovery = await _recover(
+                    queue, acknowledged, full_at, lambda: admin.config_set("maxmemory", 0)
+                )
+                acknowledged_all = recovery.acknowledged
 
                 jobs = {job.id: job for job in await all_jobs(queue)}
                 completions = [await complete_events(queue, job_id) for job_id in acknowledged_all]
@@ -197,12 +211,12 @@ async def test_redis_at_maxmemory_refuses_enqueues_with_store_full_and_evicts_no
         evicted=evicted,
         lost=len(lost),
         duplicates=sum(1 for count in completions if count > 1),
-        recovery_seconds=round(recovered_after, 2),
+        recovery_seconds=round(recovery.seconds, 2),
     )
     assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
     assert error.code == "store_full"
     assert "out of memory" in error.message
-    assert still_full
+    assert recovery.still_full
     assert evicted == 0
     assert lost == []
     assert completions == [1] * len(acknowledged_all)
@@ -224,20 +238,10 @@ async def test_postgres_disk_full_raises_store_full_and_loses_nothing() -> None:
             full_at = time.monotonic()
             rest_status = await _rest_status_of(queue, INCOMPRESSIBLE)
 
-            worker = fast_worker(queue, concurrency=4)
-            async with running(worker) as task:
-                # The worker claims and completes while the disk is full: writes may fail; it
-                # must survive them and finish every job once space returns.
-                still_full = await _still_refused(queue, INCOMPRESSIBLE)
-                disk.resize(256)
-                after = await queue.add_job("echo", {"filler": "after"})
-                acknowledged_all = [*acknowledged, after]
-                deadline = time.monotonic() + 30
-                while (await statuses(queue))["completed"] != len(acknowledged_all):
-                    assert not task.done(), f"the worker stopped: {task}"
-                    assert time.monotonic() < deadline, await statuses(queue)
-                    await asyncio.sleep(0.05)
-                recovered_after = time.monotonic() - full_at
+            recovery = await _recover(
+                queue, acknowledged, full_at, lambda: disk.resize(256), INCOMPRESSIBLE
+            )
+            acknowledged_all = recovery.acknowledged
 
             jobs = {job.id: job for job in await all_jobs(queue)}
             completions = [await complete_events(queue, job_id) for job_id in acknowledged_all]
@@ -251,12 +255,12 @@ async def test_postgres_disk_full_raises_store_full_and_loses_nothing() -> None:
         lost=len(lost),
         duplicates=sum(1 for count in completions if count > 1),
         stuck=sum(1 for job in jobs.values() if job.status is not JobStatus.COMPLETED),
-        recovery_seconds=round(recovered_after, 2),
+        recovery_seconds=round(recovery.seconds, 2),
     )
     assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
     assert error.code == "store_full"
     assert "disk is full" in error.message
-    assert still_full, "the store accepted a write on a full disk"
+    assert recovery.still_full, "the store accepted a write on a full disk"
     assert rest_status == (503, "store_full")
     assert lost == []
     assert completions == [1] * len(acknowledged_all)
