@@ -54,6 +54,19 @@ async def check_store(queue: Queue) -> list[Finding]:
                 "Redis may delete jobs under memory pressure",
             )
         )
+    other_libraries = getattr(queue.backend, "other_libraries", None)
+    if other_libraries is not None:
+        stale: list[str] = await other_libraries()
+        if stale:
+            findings.append(
+                Finding(
+                    None,
+                    "store",
+                    f"Redis holds {len(stale)} function libraries of other agentqueue versions "
+                    f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): once no "
+                    "process of an older version runs, free them with FUNCTION DELETE <name>",
+                )
+            )
     workers = await queue.list_workers()
     if workers:
         names = ", ".join(f"{w.hostname}:{w.pid}" for w in workers[:5])

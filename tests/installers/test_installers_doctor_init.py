@@ -1,5 +1,6 @@
-"""`doctor` for real (it launches the `agentqueue mcp` a config names and lists its tools) and
-`init` (a working app, never overwriting, undone by --uninstall)."""
+"""`doctor` for real (it launches the `agentqueue mcp` a config names and lists its tools, and
+reports Redis function libraries of other versions) and `init` (a working app, never
+overwriting, undone by --uninstall)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from agentqueue import Queue
+from agentqueue.installers.doctor import Finding, check_store
 from agentqueue.testing import run_due_jobs
 from tests.installers.conftest import Cli, tree
+from tests.reliability.servers import private_redis
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,3 +112,27 @@ def test_init_adds_a_make_target_once(cli: Cli, project: Path) -> None:
     (project / "Makefile").write_text("worker:\n\tmy-worker\n")
     assert "already has a worker target" in cli("init").output
     assert cli("init", "--module", "no-dashes").exit_code == 2
+
+
+async def test_doctor_reports_function_libraries_of_other_agentqueue_versions() -> None:
+    def other_findings(findings: list[Finding]) -> list[Finding]:
+        return [found for found in findings if "other agentqueue versions" in found.detail]
+
+    older = "agentqueue_insert_0123456789abcdef"  # as an older version's insert would be named
+    with private_redis() as server:
+        async with Queue(f"{server.url}?prefix=doctor") as queue:
+            await queue.add_job("report")  # loads this version's own libraries
+            assert other_findings(await check_store(queue)) == []
+            admin = redis.Redis.from_url(server.url)
+            try:
+                admin.function_load(
+                    f"#!lua name={older}\n"
+                    f"redis.register_function('{older}', function() return 1 end)"
+                )
+            finally:
+                admin.close()
+            (found,) = other_findings(await check_store(queue))
+    assert found.ok is None  # a warning: the older version may still be running somewhere
+    assert found.detail.startswith("Redis holds 1 function libraries of other agentqueue")
+    assert older in found.detail
+    assert "FUNCTION DELETE" in found.detail

@@ -130,6 +130,11 @@ class RedisBackend(CronStore):
             await schema.check(self._db)
         self._seen(await events.last_event_id(self._db))
 
+    async def other_libraries(self) -> list[str]:
+        """The agentqueue function libraries of other versions on the server (see
+        `RedisClient.other_libraries`); `agentqueue doctor` reports them."""
+        return await self._db.other_libraries()
+
     async def close(self) -> None:
         """See `Backend.close`."""
         self._due.clear()

@@ -530,6 +530,19 @@ class RedisClient:
             return BackendUnavailable(f"Redis at {self.where} refused the command: {message}")
         return BackendUnavailable(f"cannot reach Redis at {self.where}: {message}")
 
+    async def other_libraries(self) -> list[str]:
+        """The agentqueue function libraries on the server that this version does not call:
+        those of other versions (each version's are named by its code's hash). They cost the
+        server some memory until deleted, and only their own versions' processes use them.
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached.
+        """
+        ours = {script.function for script in self._scripts.values()}
+        found = await self.call(lambda r: r.function_list(library="agentqueue_*"))
+        names = (dict(zip(entry[::2], entry[1::2], strict=True))["library_name"] for entry in found)
+        return sorted(name for name in names if name not in ours)
+
     async def close(self) -> None:
         """Close the pool's connections."""
         await self.redis.aclose()
