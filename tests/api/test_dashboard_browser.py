@@ -176,10 +176,11 @@ def test_the_charts_draw_finished_and_failed_jobs_live(served: Served, page: Pag
     counted_at_least("completed", before["completed"] + 1)
     assert get_job(served, failing)["status"] == "failed"
     # Both are drawn: a red bar in the throughput chart, a point on the failure-rate line.
+    # Retrying assertions, not one bounding_box() read: the live update swaps the chart in,
+    # and an element read mid-swap has no box.
     failed_bar = page.locator("#throughput-chart .bar-failed").last
-    box = failed_bar.bounding_box()
-    assert box is not None
-    assert box["height"] > 0
+    expect(failed_bar).to_be_visible()
+    expect(failed_bar).to_have_attribute("height", re.compile(r"^(?!0+(\.0+)?$)[0-9.]+$"))
     expect(page.locator("#failure-chart .rate-point").last).to_be_visible()
     expect(page.locator("#failure-chart figcaption")).to_contain_text("% over the window")
     assert page.evaluate("window.sameDocument") is True
