@@ -164,10 +164,10 @@ class ScriptRefused(AgentQueueError):
 @cache
 def script_source(name: str) -> str:
     """Return a script's Redis function library: the shared helpers, the script's own helper
-    files, then its body as the callback of one function (`function_name(name)`).
+    files, then its body as the callback of one function (named by `function_name`).
 
     Everything but the body is defined once, when the library is loaded, instead of on every
-    call (as an EVAL script's prelude would be: about a fifth of a small script's time).
+    call as an EVAL script's prelude is (a one-job insert's server time: 147 -> 133 µs).
     """
     folder = files("agentqueue.backends.redis").joinpath("scripts")
     # In this order: a file may use the helpers of those before it (_flow.lua inserts dead
