@@ -70,6 +70,36 @@ class Recovery:
         """Every acknowledged job, one enqueued after the space came back included."""
         self.seconds = seconds
         """From the store filling up to the last job completed."""
+        self.lost: list[int] = []
+        """Acknowledged jobs the store no longer has."""
+        self.completions: list[int] = []
+        """The `complete` events of each acknowledged job."""
+        self.stuck = 0
+        """Jobs the store has that did not complete."""
+
+    async def read(self, queue: Queue) -> None:
+        """Take the store's ledger: what it kept, and how often each job completed."""
+        jobs = {job.id: job for job in await all_jobs(queue)}
+        self.lost = [job_id for job_id in self.acknowledged if job_id not in jobs]
+        self.completions = [await complete_events(queue, job_id) for job_id in self.acknowledged]
+        self.stuck = sum(1 for job in jobs.values() if job.status is not JobStatus.COMPLETED)
+
+    def figures(self) -> dict[str, object]:
+        """The figures every store-full scenario records."""
+        return {
+            "jobs": len(self.acknowledged),
+            "lost": len(self.lost),
+            "duplicates": sum(1 for count in self.completions if count > 1),
+            "stuck": self.stuck,
+            "recovery_seconds": round(self.seconds, 2),
+        }
+
+    def check(self, runs: list[int]) -> None:
+        """Nothing lost, every job completed once, and the handler ran each exactly once."""
+        assert self.lost == []
+        assert self.completions == [1] * len(self.acknowledged)
+        assert self.stuck == 0
+        assert sorted(runs) == sorted(self.acknowledged)
 
 
 async def _recover(
@@ -80,8 +110,8 @@ async def _recover(
     filler: str = FILLER,
 ) -> Recovery:
     """Run a worker on the full store (its writes fail: it must survive them), check it still
-    refuses an enqueue, `make_room()`, enqueue one more job and wait until every acknowledged
-    job completed."""
+    refuses an enqueue, `make_room()`, enqueue one more job, wait until every acknowledged
+    job completed and read the store's ledger."""
     worker = fast_worker(queue, concurrency=4)
     async with running(worker) as task:
         still_full = await _still_refused(queue, filler)
@@ -93,7 +123,9 @@ async def _recover(
             assert not task.done(), f"the worker stopped: {task}"
             assert time.monotonic() < deadline, await statuses(queue)
             await asyncio.sleep(0.05)
-        return Recovery(still_full, everything, time.monotonic() - full_at)
+        recovery = Recovery(still_full, everything, time.monotonic() - full_at)
+    await recovery.read(queue)
+    return recovery
 
 
 @pytest.fixture
@@ -125,33 +157,22 @@ async def test_sqlite_disk_full_raises_store_full_and_the_file_stays_intact(
 
     # Back to SQLite's default page cap: the space returns.
     recovery = await _recover(queue, acknowledged, full_at, lambda: cap.update(pages=1_073_741_823))
-    acknowledged_all = recovery.acknowledged
-
     with closing(sqlite3.connect(path)) as probe:
         integrity = probe.execute("PRAGMA integrity_check").fetchone()[0]
-    jobs = {job.id: job for job in await all_jobs(queue)}
-    lost = [job_id for job_id in acknowledged_all if job_id not in jobs]
-    completions = [await complete_events(queue, job_id) for job_id in acknowledged_all]
     figures.record(
         "9-disk-full",
         "sqlite",
-        jobs=len(acknowledged_all),
         error=error.code,
         rest_status=rest_status,
-        lost=len(lost),
-        duplicates=sum(1 for count in completions if count > 1),
-        stuck=sum(1 for job in jobs.values() if job.status is not JobStatus.COMPLETED),
         integrity=integrity,
-        recovery_seconds=round(recovery.seconds, 2),
+        **recovery.figures(),
     )
     assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
     assert error.code == "store_full"
     assert "full" in error.message
     assert recovery.still_full, "the store accepted a write past its page cap"
     assert rest_status == (503, "store_full")
-    assert lost == []
-    assert completions == [1] * len(acknowledged_all)
-    assert sorted(runs) == sorted(acknowledged_all)
+    recovery.check(runs)
     assert integrity == "ok"
 
 
@@ -194,33 +215,23 @@ async def test_redis_at_maxmemory_refuses_enqueues_with_store_full_and_evicts_no
                 recovery = await _recover(
                     queue, acknowledged, full_at, lambda: admin.config_set("maxmemory", 0)
                 )
-                acknowledged_all = recovery.acknowledged
-
-                jobs = {job.id: job for job in await all_jobs(queue)}
-                completions = [await complete_events(queue, job_id) for job_id in acknowledged_all]
                 evicted = int(admin.info("stats")["evicted_keys"])
         finally:
             admin.close()
-    lost = [job_id for job_id in acknowledged_all if job_id not in jobs]
     figures.record(
         "10-redis-maxmemory",
         "redis",
-        jobs=len(acknowledged_all),
         error=error.code,
         keys_when_full=keys_when_full,
         evicted=evicted,
-        lost=len(lost),
-        duplicates=sum(1 for count in completions if count > 1),
-        recovery_seconds=round(recovery.seconds, 2),
+        **recovery.figures(),
     )
     assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
     assert error.code == "store_full"
     assert "out of memory" in error.message
     assert recovery.still_full
     assert evicted == 0
-    assert lost == []
-    assert completions == [1] * len(acknowledged_all)
-    assert sorted(runs) == sorted(acknowledged_all)
+    recovery.check(runs)
 
 
 INCOMPRESSIBLE = secrets.token_urlsafe(48_000)
@@ -241,27 +252,16 @@ async def test_postgres_disk_full_raises_store_full_and_loses_nothing() -> None:
             recovery = await _recover(
                 queue, acknowledged, full_at, lambda: disk.resize(256), INCOMPRESSIBLE
             )
-            acknowledged_all = recovery.acknowledged
-
-            jobs = {job.id: job for job in await all_jobs(queue)}
-            completions = [await complete_events(queue, job_id) for job_id in acknowledged_all]
-    lost = [job_id for job_id in acknowledged_all if job_id not in jobs]
     figures.record(
         "9-disk-full",
         "postgres",
-        jobs=len(acknowledged_all),
         error=error.code,
         rest_status=rest_status,
-        lost=len(lost),
-        duplicates=sum(1 for count in completions if count > 1),
-        stuck=sum(1 for job in jobs.values() if job.status is not JobStatus.COMPLETED),
-        recovery_seconds=round(recovery.seconds, 2),
+        **recovery.figures(),
     )
     assert isinstance(error, StoreFull), f"untyped out-of-space error: {error!r}"
     assert error.code == "store_full"
     assert "disk is full" in error.message
     assert recovery.still_full, "the store accepted a write on a full disk"
     assert rest_status == (503, "store_full")
-    assert lost == []
-    assert completions == [1] * len(acknowledged_all)
-    assert sorted(runs) == sorted(acknowledged_all)
+    recovery.check(runs)
