@@ -754,6 +754,20 @@ class KnowsWhatIsDue(Protocol):
 
 
 @runtime_checkable
+class RingsOnChange(Protocol):
+    """A store whose wake-up can resolve a future directly (SQLite, PostgreSQL): a worker's
+    idle wait then awaits one future for "the store changed" and "a slot freed", instead of a
+    task per event under `asyncio.wait` (several event-loop turns more between the wake-up and
+    the claim)."""
+
+    def ring_on_change(self, bell: asyncio.Future[None], since: int) -> Callable[[], None]:
+        """Resolve `bell` when the store changes after the token `since` (at once if it has),
+        as `wait_for_change(since=since)` would return; return a function that forgets the
+        bell (call it once the wait is over, however it ended)."""
+        ...
+
+
+@runtime_checkable
 class ClaimsAfterChange(Protocol):
     """A store that can wait for a change and claim in one step, with no round trip between
     the change and the claim (Redis). A worker's idle lanes use it instead of

@@ -33,7 +33,9 @@ from agentqueue.backends.base import (
     Lease,
     Outcome,
     OutcomeKind,
+    RingsOnChange,
 )
+from agentqueue.backends.signal import Doorbell, ring
 from agentqueue.context import AttemptLink, JobContext
 from agentqueue.errors import AgentQueueError, InvalidArgument
 from agentqueue.models import Job
@@ -234,7 +236,7 @@ class Worker:
         self._running: dict[int, Running] = {}
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._wake = Doorbell()
         self._loops_done = asyncio.Event()
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._reports: dict[tuple[int, str], Any] = {}
@@ -246,6 +248,7 @@ class Worker:
         self._claims_after_change: ClaimsAfterChange | None = None
         self._finishes_with_claim: FinishesWithClaim | None = None
         self._knows_due: KnowsWhatIsDue | None = None
+        self._rings_on_change: RingsOnChange | None = None
         """The store, when it has the capability (each set by `run`)."""
 
     # -- control -----------------------------------------------------------------------------
@@ -273,6 +276,7 @@ class Worker:
         self._claims_after_change = store if isinstance(store, ClaimsAfterChange) else None
         self._finishes_with_claim = store if isinstance(store, FinishesWithClaim) else None
         self._knows_due = store if isinstance(store, KnowsWhatIsDue) else None
+        self._rings_on_change = store if isinstance(store, RingsOnChange) else None
         self._acks = AckBatcher(
             self.queue.backend,
             self.worker_id,
@@ -525,17 +529,30 @@ class Worker:
             # with a claim gains from the later wake: the claim carries more outcomes.)
             await self._sleep_until_woken(timeout)
             return False
-        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        # One bell, rung by whichever comes first: `_wake`, or the store's change signal
+        # (directly where the store can, else by a task waiting for the change).
+        bell: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        forget = [self._wake.ring_on_set(bell)]
+        change_wait: asyncio.Future[bool] | None = None
         if waiting_for_work:
-            waits.append(
-                asyncio.ensure_future(self.queue.backend.wait_for_change(timeout, since=token))
-            )
+            rings = self._rings_on_change
+            if rings is not None:
+                forget.append(rings.ring_on_change(bell, token))
+            else:
+                change_wait = asyncio.ensure_future(
+                    self.queue.backend.wait_for_change(timeout, since=token)
+                )
+                change_wait.add_done_callback(lambda _done: ring(bell))
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await bell
         finally:
-            for waiter in waits:
-                waiter.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+            for unhang in forget:
+                unhang()
+            if change_wait is not None:
+                change_wait.cancel()
+                await asyncio.gather(change_wait, return_exceptions=True)
         return False
 
     async def _claim_after_change(

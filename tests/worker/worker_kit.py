@@ -91,8 +91,8 @@ async def event_types(queue: Queue, job_id: int) -> list[str]:
 
 
 class IdleProbe:
-    """Counts how often the worker entered its idle wait (the store's `wait_for_change`, or
-    `claim_after_change` on a store that has it).
+    """Counts how often the worker entered its idle wait (the store's `wait_for_change`,
+    `ring_on_change` or `claim_after_change`, whichever the store has and the worker uses).
 
     A barrier for wake-up tests: once `entered` grows, the worker has found nothing to do and
     is asleep, so a job that starts quickly afterwards was started by a wake-up, not a poll.
@@ -104,11 +104,21 @@ class IdleProbe:
         for name in ("wait_for_change", "claim_after_change"):
             if hasattr(store, name):
                 monkeypatch.setattr(store, name, self._counting(getattr(store, name)))
+        if hasattr(store, "ring_on_change"):
+            hang = getattr(store, "ring_on_change")  # noqa: B009 (not on the Backend protocol)
+            monkeypatch.setattr(store, "ring_on_change", self._counting_sync(hang))
 
     def _counting(self, wait: Any) -> Any:
         async def counted(*args: Any, **kwargs: Any) -> Any:
             self.entered += 1
             return await wait(*args, **kwargs)
+
+        return counted
+
+    def _counting_sync(self, hang: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.entered += 1
+            return hang(*args, **kwargs)
 
         return counted
 
