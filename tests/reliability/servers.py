@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import math
 import os
 import shutil
 import signal
@@ -216,6 +217,13 @@ class SmallDisk:
             capture_output=True,
             timeout=30,
         )
+
+    def leave_free(self, megabytes: int) -> None:
+        """Shrink the file system to what is used now plus `megabytes`: a test that needs room
+        to set up (a server's files vary by a few MB from run to run) fills up after a known
+        amount."""
+        used = shutil.disk_usage(self.path).used
+        self.resize(math.ceil(used / 2**20) + megabytes)
 
 
 @contextlib.contextmanager
