@@ -761,21 +761,9 @@ class RingsOnChange(Protocol):
     the claim)."""
 
     def ring_on_change(self, bell: asyncio.Future[None], since: int) -> Callable[[], None]:
-        """Resolve `bell` when the store changes after the token `since` (at once if it has)
-        in a way that may have made a job claimable; return a function that forgets the bell
-        (call it once the wait is over, however it ended).
-
-        Unlike `wait_for_change`, changes that cannot bring work do not ring: this process's
-        own claims, and its plain completions while the store has no flow limits (a
-        completion then frees no capacity; one that settles dependents, retries or dead
-        letters does ring). Without that, an idle worker claimed once, for nothing, after
-        each of its own completions, and a job enqueued meanwhile waited for that claim.
-        """
-        ...
-
-    def work_since(self, since: int) -> bool:
-        """Whether the bell would ring at once for the token `since`: a change that may have
-        made a job claimable came after it."""
+        """Resolve `bell` when the store changes after the token `since` (at once if it has),
+        as `wait_for_change(since=since)` would return; return a function that forgets the
+        bell (call it once the wait is over, however it ended)."""
         ...
 
 

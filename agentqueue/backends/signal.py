@@ -61,36 +61,24 @@ class ChangeSignal:
         self.generation = 0
         """Counts notifications; a waiter that read it before checking for work passes it to
         `wait(since=...)` so a change between its check and its wait is never missed."""
-        self.last_work = 0
-        """The generation of the newest notification that may have brought claimable work
-        (`notify(work=True)`); bells ring only for those (`ring_on_change`)."""
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Remember the loop that waits, so other threads can notify it."""
         self._loop = loop
 
-    def notify(self, *, work: bool = True) -> None:
-        """Wake every current waiter (call from the loop's thread). `work=False`: a change that
-        cannot have made a job claimable (a claim, a plain completion with no flow limits in
-        the store): `wait()` returns for it, the bells of idle workers do not ring."""
+    def notify(self) -> None:
+        """Wake every current waiter (call from the loop's thread)."""
         self.generation += 1
         event, self._event = self._event, asyncio.Event()
         event.set()
-        if work:
-            self.last_work = self.generation
-            bells, self._bells = self._bells, set()
-            for bell in bells:
-                ring(bell)
-
-    def work_since(self, since: int) -> bool:
-        """Whether a change that may have brought claimable work came after generation
-        `since` (see `RingsOnChange.work_since`)."""
-        return self.last_work > since
+        bells, self._bells = self._bells, set()
+        for bell in bells:
+            ring(bell)
 
     def ring_on_change(self, bell: asyncio.Future[None], since: int) -> Callable[[], None]:
-        """Ring `bell` at the next notify that may bring work, or at once if one came after
-        generation `since`; return what unhangs it (see `RingsOnChange.ring_on_change`)."""
-        if self.work_since(since):
+        """Ring `bell` at the next notify, or at once if one came after generation `since`;
+        return what unhangs it (see `Backend.ring_on_change`)."""
+        if since != self.generation:
             ring(bell)
             return _keep
         self._bells.add(bell)

@@ -501,16 +501,7 @@ class Worker:
         timeout = self.poll_interval
         waiting_for_work = [lane for lane in self.lanes if lane.free > 0]
         store = self._claims_after_change
-        rings = self._rings_on_change
-        if (
-            waiting_for_work
-            and store is None
-            and (
-                rings.work_since(token)
-                if rings is not None
-                else self.queue.backend.change_token() != token
-            )
-        ):
+        if waiting_for_work and store is None and self.queue.backend.change_token() != token:
             # The store changed while this worker claimed (an enqueue landing during an empty
             # claim): claim again now; the wait below would return at once anyway, after a
             # `next_due` read that only delays the job. (A store that claims after a change
@@ -544,6 +535,7 @@ class Worker:
         forget = [self._wake.ring_on_set(bell)]
         change_wait: asyncio.Future[bool] | None = None
         if waiting_for_work:
+            rings = self._rings_on_change
             if rings is not None:
                 forget.append(rings.ring_on_change(bell, token))
             else:

@@ -78,23 +78,3 @@ async def test_ring_leaves_a_cancelled_bell_alone() -> None:
     bell.cancel()
     ring(bell)  # no InvalidStateError
     assert bell.cancelled()
-
-
-async def test_a_change_that_brings_no_work_wakes_waiters_but_rings_no_bell() -> None:
-    signal = ChangeSignal()
-    token = signal.generation
-    bell: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    signal.ring_on_change(bell, token)
-    waiter = asyncio.ensure_future(signal.wait(5.0, since=token))
-    await asyncio.sleep(0)
-    signal.notify(work=False)  # e.g. this process's own claim or plain completion
-    assert await asyncio.wait_for(waiter, 1) is True  # feeds and subscriptions still wake
-    assert not bell.done()
-    assert not signal.work_since(token)
-    late: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    signal.ring_on_change(late, token)  # hung after it: still not rung
-    assert not late.done()
-    signal.notify()  # a change that may bring work
-    assert bell.done()
-    assert late.done()
-    assert signal.work_since(token)

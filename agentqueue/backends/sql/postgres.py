@@ -470,11 +470,10 @@ class PostgresBackend(SqlBackend):
         return await self._one_statement(run, changed)
 
     async def _one_statement(
-        self, run: Callable[[], Awaitable[T]], changed: Callable[[T], bool], work: bool = True
+        self, run: Callable[[], Awaitable[T]], changed: Callable[[T], bool]
     ) -> T:
         """Run one autocommit statement (on the engine or a direct pool), rerun while the
-        server says it rolled it back; wake local waiters unless `changed(result)` is False
-        (`work=False`: the change cannot have made a job claimable, see `ChangeSignal`)."""
+        server says it rolled it back; wake local waiters unless `changed(result)` is False."""
         for attempt in range(1, 6):
             try:
                 result = await run()
@@ -491,7 +490,7 @@ class PostgresBackend(SqlBackend):
             except OSError as error:
                 raise BackendUnavailable(f"PostgreSQL unreachable: {error}") from error
             if changed(result):
-                self._signal.notify(work=work)
+                self._signal.notify()
             return result
         raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -501,11 +500,9 @@ class PostgresBackend(SqlBackend):
         statement: DirectStatement,
         params: dict[str, Any],
         changed: Callable[[Sequence[Any]], bool] = lambda _rows: True,
-        *,
-        work: bool = True,
     ) -> Sequence[Any]:
         """Run one of the hot statements on a direct pool (see `pg_direct`)."""
-        return await self._one_statement(lambda: pool.fetch(statement, params), changed, work)
+        return await self._one_statement(lambda: pool.fetch(statement, params), changed)
 
     async def _server_now(self, now: datetime | None) -> datetime:
         """`now`, or the server's clock, measuring its offset first when that is due."""
@@ -609,7 +606,7 @@ class PostgresBackend(SqlBackend):
             _, params = statement_at(await self._server_now(now))
             before = self._signal.generation
             rows = await self._direct_fetch(
-                self._direct_claims, _DIRECT_CLAIM, params, _claimed_some, work=False
+                self._direct_claims, _DIRECT_CLAIM, params, _claimed_some
             )
             found = (
                 [job_from_values(row, skip=_CLAIM_STATE) for row in rows]
@@ -652,11 +649,6 @@ class PostgresBackend(SqlBackend):
             now=now,
         )
 
-    def _limits_possible(self) -> bool:
-        """Whether the store may have flow limits, without a round trip: they were seen, or
-        the last look is too old to rule them out."""
-        return self._limits_seen or time.monotonic() - self._limits_checked_at > _LIMITS_REFRESH
-
     async def _limits_may_exist(self) -> bool:
         """Whether the store had flow limits when last looked (at most a second ago)."""
         if time.monotonic() - self._limits_checked_at > _LIMITS_REFRESH:
@@ -685,7 +677,7 @@ class PostgresBackend(SqlBackend):
             or job_types
             or known is None
             or not self._listening
-            or self._signal.work_since(known.as_of)
+            or known.as_of != self._signal.generation
             or time.monotonic() - known.seen_at > _DUE_TRUST
         ):
             return False, None
@@ -765,11 +757,7 @@ class PostgresBackend(SqlBackend):
 
         if self._direct is not None:
             params = pg_statements.complete_params(worker_id, outcomes, await self._server_now(now))
-            # Completing frees capacity only under flow limits; otherwise it brings no work
-            # (jobs with dependents are left to the transactional path below).
-            rows = await self._direct_fetch(
-                self._direct, _DIRECT_COMPLETE, params, work=self._limits_possible()
-            )
+            rows = await self._direct_fetch(self._direct, _DIRECT_COMPLETE, params)
             done = {row[0] for row in rows}
         else:
             done = await self._autocommit(work)
@@ -915,10 +903,6 @@ class PostgresBackend(SqlBackend):
     def ring_on_change(self, bell: asyncio.Future[None], since: int) -> Callable[[], None]:
         """See `RingsOnChange.ring_on_change` (`since`: a `change_token`)."""
         return self._signal.ring_on_change(bell, since)
-
-    def work_since(self, since: int) -> bool:
-        """See `RingsOnChange.work_since`."""
-        return self._signal.work_since(since)
 
     async def _listen(self) -> None:
         """Keep one LISTEN connection; poll-wake waiters whenever it is down."""

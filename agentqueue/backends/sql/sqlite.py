@@ -396,10 +396,6 @@ class SqliteBackend(SqlBackend):
         """See `RingsOnChange.ring_on_change` (`since`: a `change_token`)."""
         return self._signal.ring_on_change(bell, since)
 
-    def work_since(self, since: int) -> bool:
-        """See `RingsOnChange.work_since`."""
-        return self._signal.work_since(since)
-
     def _start_watcher(self) -> None:
         self._signal.bind(asyncio.get_running_loop())
         assert self.options.path is not None
