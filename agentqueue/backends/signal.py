@@ -24,27 +24,43 @@ def _keep() -> None:
     """Forget nothing: the bell was rung at once."""
 
 
+class _Bells:
+    """The bells hung on one source until it fires: rung all at once, each at most once."""
+
+    def __init__(self) -> None:
+        self._hung: set[asyncio.Future[None]] = set()
+
+    def hang(self, bell: asyncio.Future[None], *, fired: bool) -> Callable[[], None]:
+        """Ring `bell` at the next `ring_all` (at once when the source `fired` already);
+        return what unhangs it."""
+        if fired:
+            ring(bell)
+            return _keep
+        self._hung.add(bell)
+        return lambda: self._hung.discard(bell)
+
+    def ring_all(self) -> None:
+        """Ring every hung bell; later ones wait for the next time."""
+        hung, self._hung = self._hung, set()
+        for bell in hung:
+            ring(bell)
+
+
 class Doorbell(asyncio.Event):
     """An `asyncio.Event` whose `set()` also rings the bells hung on it (`ring_on_set`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._bells: set[asyncio.Future[None]] = set()
+        self._bells = _Bells()
 
     def set(self) -> None:
         """Set the event and ring every hung bell."""
         super().set()
-        bells, self._bells = self._bells, set()
-        for bell in bells:
-            ring(bell)
+        self._bells.ring_all()
 
     def ring_on_set(self, bell: asyncio.Future[None]) -> Callable[[], None]:
         """Ring `bell` when the event is set (at once if it is); return what unhangs it."""
-        if self.is_set():
-            ring(bell)
-            return _keep
-        self._bells.add(bell)
-        return lambda: self._bells.discard(bell)
+        return self._bells.hang(bell, fired=self.is_set())
 
 
 class ChangeSignal:
@@ -56,7 +72,7 @@ class ChangeSignal:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
-        self._bells: set[asyncio.Future[None]] = set()
+        self._bells = _Bells()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.generation = 0
         """Counts notifications; a waiter that read it before checking for work passes it to
@@ -71,18 +87,12 @@ class ChangeSignal:
         self.generation += 1
         event, self._event = self._event, asyncio.Event()
         event.set()
-        bells, self._bells = self._bells, set()
-        for bell in bells:
-            ring(bell)
+        self._bells.ring_all()
 
     def ring_on_change(self, bell: asyncio.Future[None], since: int) -> Callable[[], None]:
         """Ring `bell` at the next notify, or at once if one came after generation `since`;
-        return what unhangs it (see `Backend.ring_on_change`)."""
-        if since != self.generation:
-            ring(bell)
-            return _keep
-        self._bells.add(bell)
-        return lambda: self._bells.discard(bell)
+        return what unhangs it (see `RingsOnChange.ring_on_change`)."""
+        return self._bells.hang(bell, fired=since != self.generation)
 
     def notify_threadsafe(self) -> None:
         """Wake every current waiter from any thread."""

@@ -15,6 +15,7 @@ writes, so every fence check is race-free.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -32,6 +33,7 @@ from agentqueue.backends.base import (
     Lease,
     Outcome,
 )
+from agentqueue.backends.signal import ChangeSignal
 from agentqueue.backends.sql import consume, limits, migrations, operate, produce
 from agentqueue.backends.sql.admin_store import AdminStore, insert_audit
 from agentqueue.backends.sql.cron_store import CronStore
@@ -62,6 +64,8 @@ class SqlBackend(DurableStore, CronStore, AdminStore, ABC):
 
     capabilities = Capabilities()
     dialect = SqlDialect()
+    _signal: ChangeSignal
+    """Each store's wake-up signal (set by its `__init__`)."""
 
     # -- per store ---------------------------------------------------------------------------
     @abstractmethod
@@ -75,6 +79,10 @@ class SqlBackend(DurableStore, CronStore, AdminStore, ABC):
     @abstractmethod
     async def wait_for_change(self, timeout: float, since: int | None = None) -> bool:
         """See `Backend.wait_for_change`."""
+
+    def ring_on_change(self, bell: asyncio.Future[None], since: int) -> Callable[[], None]:
+        """See `RingsOnChange.ring_on_change` (`since`: a `change_token`)."""
+        return self._signal.ring_on_change(bell, since)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self, *, migrate: bool = False) -> None:

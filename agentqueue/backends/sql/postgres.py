@@ -900,10 +900,6 @@ class PostgresBackend(SqlBackend):
             since = self.change_token()
         return await self._signal.wait(timeout, since)
 
-    def ring_on_change(self, bell: asyncio.Future[None], since: int) -> Callable[[], None]:
-        """See `RingsOnChange.ring_on_change` (`since`: a `change_token`)."""
-        return self._signal.ring_on_change(bell, since)
-
     async def _listen(self) -> None:
         """Keep one LISTEN connection; poll-wake waiters whenever it is down."""
         import asyncpg

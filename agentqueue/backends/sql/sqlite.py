@@ -392,10 +392,6 @@ class SqliteBackend(SqlBackend):
             since = self.change_token()
         return await self._signal.wait(timeout, since)
 
-    def ring_on_change(self, bell: asyncio.Future[None], since: int) -> Callable[[], None]:
-        """See `RingsOnChange.ring_on_change` (`since`: a `change_token`)."""
-        return self._signal.ring_on_change(bell, since)
-
     def _start_watcher(self) -> None:
         self._signal.bind(asyncio.get_running_loop())
         assert self.options.path is not None
